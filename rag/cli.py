@@ -1,0 +1,128 @@
+"""The ``rag`` command: index, search, ask, eval, serve.  No business logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+
+from rag.errors import RagError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Cited question answering over a folder of reports.")
+_state = {"debug": False}
+
+IndexDirOpt = Annotated[Optional[Path], typer.Option("--index-dir", help="Index folder (default: index/).")]
+KOpt = Annotated[Optional[int], typer.Option("-k", "--k", min=1, max=50, help="Passages to retrieve.")]
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    if _state["debug"]:
+        raise exc
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=2 if isinstance(exc, RagError) else 1)
+
+
+def _settings(index_dir: Path | None = None, corpus_dir: Path | None = None):  # noqa: ANN202
+    from rag.config import Settings
+
+    settings = Settings()
+    if index_dir is not None:
+        settings.paths.index_dir = index_dir
+    if corpus_dir is not None:
+        settings.paths.corpus_dir = corpus_dir
+    return settings
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Log progress details.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command("index")
+def index_cmd(
+    folder: Annotated[Optional[Path], typer.Argument(help="Folder of documents (default: seeds/).")] = None,
+    index_dir: IndexDirOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail if any file is skipped.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed everything.")] = False,
+    chunk_size: Annotated[Optional[int], typer.Option(help="Largest chunk in characters.")] = None,
+    chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in characters.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False,
+) -> None:
+    """Build or update the index of a folder (unchanged files are not re-embedded)."""
+    try:
+        from rag.embeddings import get_embedder
+        from rag.indexing import index_folder
+
+        s = _settings(index_dir, folder)
+        report = index_folder(
+            s.paths.corpus_dir, s.paths.index_dir,
+            get_embedder(s.embedding.model, s.embedding.batch_size),
+            chunk_size=chunk_size or s.chunking.chunk_size,
+            chunk_overlap=s.chunking.chunk_overlap if chunk_overlap is None else chunk_overlap,
+            strict=strict, rebuild=rebuild,
+            show_progress=False if no_progress else (None if s.show_progress else False),
+        )
+    except (RagError, ValueError, OSError) as exc:
+        _fail(exc)
+    if report.rebuilt_reason:
+        typer.echo(f"rebuilt from scratch: {report.rebuilt_reason}", err=True)
+    typer.echo(report.summary())
+    typer.echo(f"index: {s.paths.index_dir}")
+
+
+@app.command("search")
+def search_cmd(
+    question: Annotated[str, typer.Argument(help="What to look for.")],
+    k: KOpt = None,
+    index_dir: IndexDirOpt = None,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the passages that best match a question."""
+    try:
+        from rag.assistant import Assistant
+
+        s = _settings(index_dir)
+        assistant = Assistant.from_settings(s, generator="extractive")
+        hits = assistant.retrieve(question, k or s.retrieval.k, mode=mode)
+    except (RagError, ValueError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({"hits": [
+            {"rank": h.rank, "score": h.score, "chunk_id": h.chunk.id, "source": h.chunk.source,
+             "title": h.chunk.title, "page": h.chunk.page_start, "char_start": h.chunk.char_start,
+             "char_end": h.chunk.char_end, "text": h.chunk.text}
+            for h in hits]}, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    for h in hits:
+        console.print(f"[bold]{h.rank}.[/bold] {escape(h.chunk.title)} · p. {h.chunk.page_start} "
+                      f"· score {h.score:.3f}")
+        console.print(escape(h.chunk.text), highlight=False)
+        console.print()
+
+
+def main() -> None:
+    """Entry point of the ``rag`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""One settings tree, read from ``RAG_*`` environment variables (nested with ``__``).
+
+Example: ``RAG_RETRIEVAL__K=8`` or ``RAG_LLM__BACKEND=llama-cpp``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The project root when running from a checkout; the default corpus and index live there.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathSettings(_Section):
+    corpus_dir: Path = Field(
+        PROJECT_ROOT / "seeds", description="Folder of documents to index (the default corpus)."
+    )
+    index_dir: Path = Field(
+        PROJECT_ROOT / "index", description="Folder holding the persisted index."
+    )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "rag",
+        description="Where assembled model files (the bundled GGUF) are kept.",
+    )
+
+
+class ChunkingSettings(_Section):
+    chunk_size: int = Field(
+        900, ge=100, le=20000, description="Largest chunk, in characters (sentences are kept whole)."
+    )
+    chunk_overlap: int = Field(
+        150, ge=0, le=5000, description="Characters of trailing whole sentences repeated in the next chunk."
+    )
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Embedding model: 'all-MiniLM-L6-v2' (bundled) or a local sentence-transformers folder.",
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="Texts embedded per batch.")
+
+
+class RetrievalSettings(_Section):
+    k: int = Field(5, ge=1, le=50, description="Passages given to the answer generator.")
+    mode: str = Field("hybrid", description="'hybrid', 'dense' or 'lexical'.")
+
+
+class LLMSettings(_Section):
+    backend: str = Field(
+        "extractive", description="Answer generator: 'extractive', 'llama-cpp' or 'openai'."
+    )
+    gguf_path: Path | None = Field(
+        None, description="A GGUF file for 'llama-cpp'; default: the bundled Gemma 3 270M."
+    )
+    n_ctx: int = Field(4096, ge=512, le=131072, description="Context window for 'llama-cpp'.")
+    max_tokens: int = Field(256, ge=16, le=4096, description="Most tokens an LLM may generate.")
+    openai_model: str = Field("gpt-4o-mini", description="Model name for the 'openai' backend.")
+    openai_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint (llama.cpp server, Ollama, vLLM); default: OpenAI."
+    )
+    openai_api_key: str | None = Field(
+        None, description="API key for 'openai'; falls back to the OPENAI_API_KEY environment variable."
+    )
+    timeout_s: float = Field(60.0, gt=0, le=600, description="Seconds before an LLM request is abandoned.")
+
+
+class Settings(BaseSettings):
+    """Every setting of rag, with its default and what it does."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    paths: PathSettings = Field(default_factory=PathSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    show_progress: bool = Field(True, description="Show progress bars (RAG_SHOW_PROGRESS=0 turns them off).")

@@ -1,0 +1,150 @@
+"""Rank the sentences of retrieved passages as evidence for a question.
+
+Used by the extractive generator (to choose what to quote), the abstention
+decision (to judge whether any sentence answers) and the support check (to
+find the quote that backs an answer sentence).  Each sentence is scored by
+MiniLM similarity, coverage of the question's key terms, and whether it holds
+the kind of thing the question asks for (a number, a date, a name).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.embeddings import Embedder
+from rag.guard import is_instruction
+from rag.lexical import tokenize
+from rag.sentences import sentence_spans
+from rag.types import Hit
+
+# Words that say what kind of answer is wanted but name nothing in the documents.
+_QUESTION_WORDS = frozenset(tokenize(
+    "what which who whom whose when where why how many much does did do is are was were "
+    "according report reports document documents text article op-ed author say says said mention "
+    "mentioned describe described explain kind type name named give list main one two "
+    "per cent percent year years"
+)) | {"op-ed", "according"}
+
+_NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half|twice|double)"
+_NUMBER = re.compile(rf"(?<![\w-])(?:\$?\d[\d,.]*(?:\s?(?:%|per[ -]cent|-?billion|-?million))?|{_NUMBER_WORDS})(?![\w-]*\d)", re.IGNORECASE)
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+_MONTH = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December)\b")
+_NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:[A-Z]\.\s*)*[A-Z][a-z]+)+\b")
+_ROLE = re.compile(r"\b(minister|president|prime minister|secretary|head|chief|director|panellist|speaker|author|rapporteur|vice-president)s?\b", re.IGNORECASE)
+
+
+def expected_type(question: str) -> str | None:
+    """'number', 'date' or 'person' when the question asks for one, else None."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much)\b|\bwhat (percentage|share|amount|number|sum|proportion)\b|\bhow large\b", q):
+        return "number"
+    if re.search(r"\bwhen\b|\bwhat (year|date|month)\b|\bin which year\b|\bby what (year|date)\b", q):
+        return "date"
+    if re.search(r"^\s*who\b|\bwho (is|was|are|were|wrote|leads|heads|said)\b|\bwhose\b|\bwhich (person|minister|official)\b", q):
+        return "person"
+    return None
+
+
+def has_type(sentence: str, kind: str | None) -> bool:
+    """Whether ``sentence`` holds an answer of ``kind``."""
+    if kind is None:
+        return True
+    if kind == "number":
+        return bool(_NUMBER.search(sentence))
+    if kind == "date":
+        return bool(_YEAR.search(sentence) or _MONTH.search(sentence))
+    if kind == "person":
+        return bool(_NAME.search(sentence) or _ROLE.search(sentence))
+    return True
+
+
+def key_terms(question: str) -> list[str]:
+    """The question's content terms (stemmed), without question words."""
+    seen: list[str] = []
+    for tok in tokenize(question):
+        if tok not in _QUESTION_WORDS and tok not in seen:
+            seen.append(tok)
+    return seen
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sentence of a retrieved passage, scored against a question."""
+
+    hit_index: int        # 0-based position in the hits list
+    start: int            # offsets in the document's stored text
+    end: int
+    text: str
+    similarity: float     # MiniLM cosine with the question
+    coverage: float       # share of the question's key terms in the sentence and its neighbours
+    typed: bool           # holds the expected kind of answer
+    score: float
+
+
+class SentenceEmbeddings:
+    """Embeds sentences with a bounded cache (passages recur across questions)."""
+
+    def __init__(self, embedder: Embedder, size: int = 20000) -> None:
+        self.embedder = embedder
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._size = size
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vectors = self.embedder.embed_documents(missing)
+            for t, v in zip(missing, vectors):
+                self._cache[t] = v
+        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            self._cache.move_to_end(t)
+            out[i] = self._cache[t]
+        while len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return out
+
+
+class EvidenceRanker:
+    """Scores the sentences of retrieved passages for a question."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.embed = SentenceEmbeddings(embedder)
+
+    def rank(self, question: str, hits: list[Hit]) -> list[Candidate]:
+        """Every usable sentence of ``hits``, best first (duplicates from overlaps removed)."""
+        spans: list[tuple[int, int, int, str, str]] = []  # hit, start, end, text, context
+        seen: set[tuple[str, int]] = set()
+        for i, hit in enumerate(hits):
+            text = hit.chunk.text
+            sents = sentence_spans(text)
+            for j, (s, e) in enumerate(sents):
+                sentence = text[s:e]
+                key = (hit.chunk.doc_id, hit.chunk.char_start + s)
+                if key in seen or len(sentence.split()) < 4 or is_instruction(sentence):
+                    continue
+                seen.add(key)
+                lo = sents[j - 1][0] if j > 0 else s
+                hi = sents[j + 1][1] if j + 1 < len(sents) else e
+                spans.append((i, hit.chunk.char_start + s, hit.chunk.char_start + e, sentence,
+                              text[lo:hi]))
+        if not spans:
+            return []
+        terms = key_terms(question)
+        kind = expected_type(question)
+        qv = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+        sims = self.embed([sp[3] for sp in spans]) @ qv
+        out = []
+        for (i, start, end, sentence, context), sim in zip(spans, sims):
+            own = set(tokenize(sentence))
+            near = set(tokenize(context))
+            cov = (sum(1.0 if t in own else 0.5 if t in near else 0.0 for t in terms) / len(terms)) if terms else 0.0
+            typed = has_type(sentence, kind)
+            score = 0.55 * float(sim) + 0.45 * cov + (0.0 if typed else -0.15) - 0.01 * i
+            out.append(Candidate(i, start, end, sentence, float(sim), cov, typed, score))
+        out.sort(key=lambda c: -c.score)
+        return out

@@ -1,0 +1,57 @@
+"""Treat document text as data: find instruction-like sentences and neutralise them.
+
+A passage may contain text written to steer a model ("ignore all previous
+instructions", a fake ``system:`` turn, a fake citation, a request for the
+prompt or for HTML).  Such sentences are masked before a passage reaches an
+LLM, are never quoted by the extractive generator, and never count as support.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rag.sentences import sentence_spans
+
+MASK = "[instruction-like text removed]"
+
+_PATTERNS = [
+    r"\b(ignore|disregard|forget|override|bypass)\b[^.!?\n]{0,60}\b(instruction|prompt|rule|direction|guideline|context|message|above|previous|prior|earlier)s?\b",
+    r"\b(reply|respond|answer|say|output|print|write|return)\b[^.!?\n]{0,40}\b(only|exactly|just|verbatim)\b[^.!?\n]{0,40}(with|the word|the phrase|\"|“|:)",
+    r"\b(you are now|you must now|from now on,? you|act as|pretend to be|roleplay as|new instructions?|updated instructions?)\b",
+    r"(^|\n|\s)(system|assistant|user|developer)\s*[:>]\s",
+    r"<\s*/?\s*(start_of_turn|end_of_turn|system|assistant|im_start|im_end|\|im_start\||s|inst)\b",
+    r"\[/?(inst|sys)\]",
+    r"\b(reveal|show|print|repeat|output|leak|disclose)\b[^.!?\n]{0,40}\b(system prompt|your prompt|your instructions|hidden instructions|the prompt)\b",
+    r"\b(include|insert|add|output|render|embed)\b[^.!?\n]{0,40}\b(link|url|html|script|javascript|markdown image|<a |<img|iframe)\b",
+    r"\b(instead of answering|do not answer|don't answer|stop answering|answer (this|the following) instead)\b",
+    r"\b(attention|note to|message to|instruction to)\b[^.!?\n]{0,30}\b(ai|llm|model|assistant|chatbot|language model)\b",
+    r"\b(cite|citation)\b[^.!?\n]{0,40}\[\d+\][^.!?\n]{0,40}\b(always|only|every)\b",
+    r"<\s*(script|iframe|img|svg|object|embed)\b",
+    r"javascript\s*:",
+]
+_INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE)
+
+
+def is_instruction(sentence: str) -> bool:
+    """Whether ``sentence`` reads as an instruction to a model rather than report content."""
+    return bool(_INSTRUCTION.search(sentence))
+
+
+def instruction_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of the sentences of ``text`` that are instruction-like."""
+    return [(s, e) for s, e in sentence_spans(text) if is_instruction(text[s:e])]
+
+
+def neutralise(text: str) -> str:
+    """``text`` with instruction-like sentences masked and prompt delimiters defused."""
+    out, pos = [], 0
+    for s, e in instruction_spans(text):
+        out.append(text[pos:s])
+        out.append(MASK)
+        pos = e
+    out.append(text[pos:])
+    cleaned = "".join(out)
+    # Passage fences and chat-turn tokens cannot be forged from inside a document.
+    cleaned = re.sub(r"<{2,}|>{2,}", "", cleaned)
+    cleaned = re.sub(r"<\s*/?\s*(start_of_turn|end_of_turn)\s*>", "", cleaned, flags=re.IGNORECASE)
+    return cleaned

@@ -1,0 +1,239 @@
+"""Build or update an index from a folder of documents.
+
+Unchanged files (same content hash) keep their chunks and vectors; changed files
+are re-chunked and re-embedded; removed files are dropped; unreadable files are
+skipped with the reason, or fail the run with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rag.chunking import chunk_document
+from rag.embeddings import Embedder
+from rag.errors import IndexMismatchError, IndexNotFoundError, LoaderError, RagError
+from rag.loaders import CATALOG_NAME, content_hash, is_supported, load_document, read_catalog
+from rag.store import FORMAT_VERSION, IndexStore
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+
+class IndexingError(RagError):
+    """Indexing stopped: a strict run met a bad file, or the folder holds nothing to index."""
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    chunks: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    rebuilt_reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        lines = [
+            f"files: {len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped",
+            f"chunks: {self.chunks} in the index, {self.embedded} embedded in {self.seconds:.1f}s",
+        ]
+        lines += [f"skipped {name}: {reason}" for name, reason in sorted(self.skipped.items())]
+        return "\n".join(lines)
+
+
+def progress_enabled(flag: bool | None = None) -> bool:
+    """Progress bars are on unless turned off by flag or ``RAG_SHOW_PROGRESS=0``."""
+    if flag is not None:
+        return flag
+    return os.environ.get("RAG_SHOW_PROGRESS", "1").lower() not in ("0", "false", "no", "off")
+
+
+def list_files(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """Supported files under ``folder`` by relative name, and skipped names with reasons.
+
+    Hidden files and folders are ignored; symlinked folders are not followed
+    (so a symlink loop cannot trap the walk).
+    """
+    if not folder.is_dir():
+        raise IndexingError(f"{folder} is not a folder; give the folder of documents to index")
+    files: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or name == CATALOG_NAME:
+                continue
+            path = Path(root) / name
+            rel = path.relative_to(folder).as_posix()
+            if not is_supported(path):
+                skipped[rel] = f"unsupported file type '{path.suffix or '(none)'}'"
+            elif path.is_symlink() and not path.exists():
+                skipped[rel] = "broken symbolic link"
+            else:
+                files[rel] = path
+    return files, skipped
+
+
+def corpus_hashes(folder: Path) -> dict[str, str]:
+    """Content hash of every supported file under ``folder``."""
+    files, _ = list_files(folder)
+    out = {}
+    for rel, path in files.items():
+        try:
+            out[rel] = content_hash(path.read_bytes())
+        except OSError:
+            continue
+    return out
+
+
+def index_folder(
+    folder: str | Path,
+    index_dir: str | Path,
+    embedder: Embedder,
+    *,
+    chunk_size: int = 900,
+    chunk_overlap: int = 150,
+    strict: bool = False,
+    show_progress: bool | None = None,
+    rebuild: bool = False,
+) -> IndexReport:
+    """Build or update the index at ``index_dir`` from the documents in ``folder``."""
+    t0 = time.perf_counter()
+    folder, index_dir = Path(folder), Path(index_dir)
+    progress = progress_enabled(show_progress)
+    report = IndexReport()
+    files, report.skipped = list_files(folder)
+
+    old, report.rebuilt_reason = (None, "rebuild requested") if rebuild else _reusable(
+        index_dir, embedder, chunk_size, chunk_overlap
+    )
+    old_files: dict[str, Any] = old.manifest.get("files", {}) if old else {}
+
+    kept: list[tuple[list[Chunk], np.ndarray]] = []
+    fresh: list[Chunk] = []
+    file_entries: dict[str, Any] = {}
+    seen_hashes: dict[str, str] = {}
+    skipped_hashes: dict[str, dict[str, str]] = {}
+    catalogs: dict[Path, dict[str, dict[str, str]]] = {}
+
+    for rel, path in tqdm(files.items(), desc="reading", unit="file", disable=not progress):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.skipped[rel] = f"cannot be read ({exc.strerror or exc})"
+            continue
+        digest = content_hash(data)
+        if digest in seen_hashes:
+            report.skipped[rel] = f"same content as {seen_hashes[digest]}"
+            continue
+        seen_hashes[digest] = rel
+        prev = old_files.get(rel)
+        if old is not None and prev and prev.get("hash") == digest:
+            rows = [r for cid in prev["chunk_ids"] if (r := old.row_of(cid)) is not None]
+            if len(rows) == len(prev["chunk_ids"]):
+                kept.append(([old.chunks[r] for r in rows], old.vectors(rows)))
+                file_entries[rel] = prev
+                report.unchanged.append(rel)
+                continue
+        try:
+            catalog = catalogs.setdefault(path.parent, read_catalog(path.parent))
+            doc = load_document(path, source=rel, catalog=catalog)
+        except LoaderError as exc:
+            report.skipped[rel] = exc.reason
+            skipped_hashes[rel] = {"hash": digest, "reason": exc.reason}
+            continue
+        if doc.content_hash != digest:  # the file changed while we read it
+            report.skipped[rel] = "changed while being indexed; run the indexer again"
+            continue
+        chunks = chunk_document(doc, chunk_size, chunk_overlap)
+        fresh.extend(chunks)
+        file_entries[rel] = {
+            "hash": digest, "doc_id": doc.id, "title": doc.title, "pages": len(doc.pages),
+            "chars": len(doc.text), "chunk_ids": [c.id for c in chunks], "metadata": doc.metadata,
+        }
+        (report.updated if rel in old_files else report.added).append(rel)
+    report.removed = sorted(set(old_files) - set(file_entries) - set(report.skipped))
+
+    if strict and report.skipped:
+        raise IndexingError(
+            "strict mode: skipped " + "; ".join(f"{k}: {v}" for k, v in sorted(report.skipped.items()))
+            + " (fix or remove these files, or run without --strict)"
+        )
+    if not file_entries:
+        raise IndexingError(
+            f"no readable documents in {folder} (supported: .docx, .htm, .html, .md, .markdown, .pdf, .txt)"
+            + ("; skipped: " + "; ".join(f"{k}: {v}" for k, v in sorted(report.skipped.items())) if report.skipped else "")
+        )
+
+    if fresh:
+        vectors_new = embedder.embed_documents([c.text for c in fresh], show_progress=progress)  # type: ignore[call-arg]
+    else:
+        vectors_new = np.zeros((0, embedder.dim), dtype=np.float32)
+    report.embedded = len(fresh)
+
+    chunks = [c for part, _ in kept for c in part] + fresh
+    vectors = np.vstack([v for _, v in kept] + [vectors_new]) if chunks else vectors_new
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "embedder": {"model_id": embedder.model_id, "dim": embedder.dim},
+        "chunking": {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
+        "files": dict(sorted(file_entries.items())),
+        "skipped": dict(sorted(skipped_hashes.items())),
+        "counts": {"documents": len(file_entries), "chunks": len(chunks)},
+    }
+    if old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]:
+        IndexStore.build(chunks, vectors, manifest).save(index_dir)
+    report.chunks = len(chunks)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _reusable(index_dir: Path, embedder: Embedder, size: int, overlap: int) -> tuple[IndexStore | None, str]:
+    """The old index if its vectors can be reused, else None and why it is rebuilt."""
+    try:
+        old = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+    except IndexNotFoundError:
+        return None, ""
+    except IndexMismatchError as exc:
+        return None, str(exc).split(";")[0]
+    chunking = old.manifest.get("chunking", {})
+    if chunking != {"chunk_size": size, "chunk_overlap": overlap}:
+        return None, f"chunking changed from {chunking}"
+    return old, ""
+
+
+def stale_reason(folder: Path, index_dir: Path, embedder: Embedder) -> str | None:
+    """Why the index at ``index_dir`` does not match ``folder`` and ``embedder``, or None."""
+    from rag.store import check_manifest, read_manifest
+
+    try:
+        manifest = read_manifest(index_dir)
+        check_manifest(manifest, index_dir, model_id=embedder.model_id, dim=embedder.dim)
+    except (IndexNotFoundError, IndexMismatchError) as exc:
+        return str(exc).split(";")[0]
+    indexed = {k: v.get("hash") for k, v in manifest.get("files", {}).items()}
+    indexed.update({k: v.get("hash") for k, v in manifest.get("skipped", {}).items()})
+    current = corpus_hashes(folder)
+    if indexed != current:
+        changed = sorted(set(indexed.items()) ^ set(current.items()))
+        names = sorted({name for name, _ in changed})
+        return f"the documents in {folder} changed since the index was built ({', '.join(names[:5])})"
+    return None

@@ -1,0 +1,136 @@
+"""Dense, lexical and fused retrieval over an :class:`~rag.store.IndexStore`.
+
+Fusion is reciprocal rank fusion.  On the dev set (eval/dev.jsonl, answerable
+questions) RRF was measured against a weighted sum of min-max normalised
+scores; see ``benchmarks/retrieval_quality.py`` and the numbers in
+``FUSION_NOTE`` below.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document as LCDocument
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from rag.embeddings import Embedder
+from rag.store import IndexStore
+from rag.types import Hit
+
+Mode = Literal["hybrid", "dense", "lexical"]
+MODES: tuple[str, ...] = ("hybrid", "dense", "lexical")
+RRF_K = 60
+FUSION_NOTE = "see benchmarks/results/retrieval_quality.json"
+
+
+class Retriever:
+    """Ranks chunks of a store for a query; the store can be swapped atomically."""
+
+    def __init__(self, store: IndexStore, embedder: Embedder, fusion: str = "rrf") -> None:
+        if store.dim != embedder.dim:
+            raise ValueError(f"store dim {store.dim} != embedder dim {embedder.dim}")
+        self._store = store
+        self.embedder = embedder
+        self.fusion = fusion
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> IndexStore:
+        return self._store
+
+    def swap(self, store: IndexStore) -> None:
+        """Serve from ``store`` from now on; searches already running finish on the old one."""
+        with self._lock:
+            self._store = store
+
+    def search(self, query: str, k: int = 5, mode: Mode | str = "hybrid") -> list[Hit]:
+        """The ``k`` best chunks for ``query``, best first."""
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
+        store = self._store  # one consistent snapshot for this search
+        n = len(store.chunks)
+        if n == 0 or k <= 0:
+            return []
+        pool = min(n, max(4 * k, 30))
+        dense = self._dense(store, query, pool) if mode != "lexical" else []
+        lexical = store.lexical.search(query, pool) if mode != "dense" else []
+        if mode == "dense":
+            fused = [(r, s) for r, s in dense]
+        elif mode == "lexical":
+            fused = list(lexical)
+        else:
+            fused = FUSERS[self.fusion](dense, lexical)
+        dense_by_row = dict(dense)
+        lex_by_row = dict(lexical)
+        hits = []
+        for rank, (row, score) in enumerate(fused[:k], start=1):
+            hits.append(Hit(store.chunks[row], float(score), rank,
+                            dense_by_row.get(row), lex_by_row.get(row)))
+        return hits
+
+    def _dense(self, store: IndexStore, query: str, pool: int) -> list[tuple[int, float]]:
+        vec = np.asarray(self.embedder.embed_query(query), dtype=np.float32).reshape(1, -1)
+        scores, rows = store.dense.search(vec, pool)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+
+def rrf(dense: list[tuple[int, float]], lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: sum of 1 / (RRF_K + rank) over the rankings."""
+    scores: dict[int, float] = {}
+    for ranking in (dense, lexical):
+        for rank, (row, _) in enumerate(ranking, start=1):
+            scores[row] = scores.get(row, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def weighted(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
+             alpha: float = 0.6) -> list[tuple[int, float]]:
+    """Weighted sum of min-max normalised scores (``alpha`` on dense)."""
+    def norm(pairs: list[tuple[int, float]]) -> dict[int, float]:
+        if not pairs:
+            return {}
+        vals = [s for _, s in pairs]
+        lo, hi = min(vals), max(vals)
+        return {r: (s - lo) / (hi - lo) if hi > lo else 1.0 for r, s in pairs}
+
+    d, lx = norm(dense), norm(lexical)
+    rows = set(d) | set(lx)
+    scores = {r: alpha * d.get(r, 0.0) + (1 - alpha) * lx.get(r, 0.0) for r in rows}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+FUSERS: dict[str, Callable[[list[tuple[int, float]], list[tuple[int, float]]], list[tuple[int, float]]]] = {
+    "rrf": rrf,
+    "weighted": weighted,
+}
+
+
+class LangChainRetriever(BaseRetriever):
+    """A LangChain ``BaseRetriever`` over a :class:`Retriever` (use ``.invoke(query)``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: Retriever
+    k: int = 5
+    mode: str = "hybrid"
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[LCDocument]:
+        return [
+            LCDocument(
+                page_content=hit.chunk.text,
+                id=hit.chunk.id,
+                metadata={
+                    "chunk_id": hit.chunk.id, "source": hit.chunk.source, "title": hit.chunk.title,
+                    "page": hit.chunk.page_start, "char_start": hit.chunk.char_start,
+                    "char_end": hit.chunk.char_end, "score": hit.score, "rank": hit.rank,
+                },
+            )
+            for hit in self.retriever.search(query, self.k, self.mode)
+        ]

@@ -1,0 +1,250 @@
+"""The on-disk index: FAISS's own file, a JSONL chunk table, BM25 arrays, a manifest.
+
+Layout of an index folder::
+
+    manifest.json   format version, embedder id and dim, chunking, files, counts
+    vectors.faiss   faiss.write_index of the dense index (inner product on unit vectors)
+    chunks.jsonl    one Chunk per line, in FAISS row order
+    bm25/           LexicalIndex arrays (.npy, allow_pickle=False) and JSON
+
+Saving is atomic: everything is written and fsynced into a sibling temp folder,
+which then replaces the old one by rename.  A crash at any point leaves the old
+index (or, in the instant between the two renames, its ``.old`` copy, which
+:func:`recover` puts back) loadable.  Nothing here is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from rag.errors import IndexMismatchError, IndexNotFoundError
+from rag.lexical import LexicalIndex
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+#: Above this many vectors an HNSW graph replaces exact search (see benchmarks/).
+HNSW_THRESHOLD = 50_000
+_HNSW_M = 32
+
+
+def rebuild_hint(index_dir: Path) -> str:
+    return f"rebuild it with: rag index FOLDER --index-dir {index_dir}"
+
+
+def make_faiss_index(vectors: np.ndarray, dim: int, kind: str | None = None) -> faiss.Index:
+    """An inner-product FAISS index over ``vectors``: flat when small, HNSW when large."""
+    kind = kind or ("hnsw" if len(vectors) > HNSW_THRESHOLD else "flat")
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, _HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 64
+    elif kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        raise ValueError(f"unknown index kind {kind!r}; use 'flat' or 'hnsw'")
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+@dataclass
+class IndexStore:
+    """Chunks, their vectors and the BM25 index, with the manifest that describes them."""
+
+    chunks: list[Chunk]
+    dense: faiss.Index
+    lexical: LexicalIndex
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dense.ntotal != len(self.chunks) or self.lexical.size != len(self.chunks):
+            raise ValueError(
+                f"index parts disagree: {len(self.chunks)} chunks, {self.dense.ntotal} vectors, "
+                f"{self.lexical.size} BM25 rows"
+            )
+        self._row = {c.id: i for i, c in enumerate(self.chunks)}
+
+    @classmethod
+    def build(cls, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any]) -> "IndexStore":
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        dim = int(manifest["embedder"]["dim"])
+        if len(vectors) and vectors.shape[1] != dim:
+            raise ValueError(f"vectors have dim {vectors.shape[1]}, manifest says {dim}")
+        dense = make_faiss_index(vectors, dim)
+        manifest = dict(manifest)
+        manifest["index_type"] = "hnsw" if isinstance(dense, faiss.IndexHNSWFlat) else "flat"
+        return cls(chunks, dense, LexicalIndex.build([c.text for c in chunks]), manifest)
+
+    @property
+    def dim(self) -> int:
+        return int(self.dense.d)
+
+    def row_of(self, chunk_id: str) -> int | None:
+        return self._row.get(chunk_id)
+
+    def vectors(self, rows: list[int]) -> np.ndarray:
+        """Stored vectors of the given rows (reused when updating an index)."""
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([self.dense.reconstruct(int(r)) for r in rows]).astype(np.float32)
+
+    # -- persistence ---------------------------------------------------------
+
+    def save(self, index_dir: str | Path) -> None:
+        """Write the index to ``index_dir`` atomically (temp folder, fsync, rename)."""
+        index_dir = Path(index_dir).resolve()
+        index_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index_dir.parent / f".{index_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            faiss.write_index(self.dense, str(tmp / "vectors.faiss"))
+            with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
+                for chunk in self.chunks:
+                    fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+            self.lexical.save(tmp / "bm25")
+            manifest = dict(self.manifest, format_version=FORMAT_VERSION)
+            manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            manifest["counts"] = {**manifest.get("counts", {}), "chunks": len(self.chunks)}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+            _fsync_tree(tmp)
+            _swap(tmp, index_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.manifest = manifest
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: str | Path,
+        *,
+        model_id: str | None = None,
+        dim: int | None = None,
+    ) -> "IndexStore":
+        """Load and check an index; refuse one built by another embedder, dim or format."""
+        index_dir = Path(index_dir)
+        manifest = read_manifest(index_dir)
+        check_manifest(manifest, index_dir, model_id=model_id, dim=dim)
+        try:
+            dense = faiss.read_index(str(index_dir / "vectors.faiss"))
+            with open(index_dir / "chunks.jsonl", encoding="utf-8") as fh:
+                chunks = [Chunk.from_dict(json.loads(line)) for line in fh if line.strip()]
+            lexical = LexicalIndex.load(index_dir / "bm25")
+            return cls(chunks, dense, lexical, manifest)
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise IndexMismatchError(
+                f"the index at {index_dir} is damaged ({exc.__class__.__name__}: {exc}); "
+                + rebuild_hint(index_dir)
+            ) from None
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any]:
+    """The manifest of the index at ``index_dir`` (recovering an interrupted swap first)."""
+    recover(index_dir)
+    path = index_dir / MANIFEST
+    if not path.is_file():
+        raise IndexNotFoundError(f"no index at {index_dir}; build one with: rag index FOLDER --index-dir {index_dir}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexMismatchError(f"the manifest at {path} is unreadable ({exc}); {rebuild_hint(index_dir)}") from None
+    if not isinstance(manifest, dict):
+        raise IndexMismatchError(f"the manifest at {path} is not a JSON object; {rebuild_hint(index_dir)}")
+    return manifest
+
+
+def check_manifest(manifest: dict[str, Any], index_dir: Path, *, model_id: str | None, dim: int | None) -> None:
+    """Raise :class:`IndexMismatchError` if the manifest does not fit this embedder and format."""
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"the index at {index_dir} has format version {version}, this rag reads {FORMAT_VERSION}; "
+            + rebuild_hint(index_dir)
+        )
+    embedder = manifest.get("embedder") or {}
+    if model_id is not None and embedder.get("model_id") != model_id:
+        raise IndexMismatchError(
+            f"the index at {index_dir} was built with embedder '{embedder.get('model_id')}', "
+            f"but the configured embedder is '{model_id}'; " + rebuild_hint(index_dir)
+        )
+    if dim is not None and embedder.get("dim") != dim:
+        raise IndexMismatchError(
+            f"the index at {index_dir} has vectors of dim {embedder.get('dim')}, "
+            f"the configured embedder gives {dim}; " + rebuild_hint(index_dir)
+        )
+
+
+def recover(index_dir: Path) -> None:
+    """Put back an index whose swap was interrupted, and clear dead temp folders."""
+    parent = index_dir.parent
+    if not parent.is_dir():
+        return
+    name = index_dir.name
+    olds = sorted(parent.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not (index_dir / MANIFEST).is_file():
+        log.warning("restoring the index at %s from an interrupted save", index_dir)
+        if index_dir.exists():
+            shutil.rmtree(index_dir, ignore_errors=True)
+        os.rename(olds.pop(), index_dir)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in parent.glob(f".{name}.tmp-*"):
+        pid = tmp.name.split("-")[-2] if tmp.name.count("-") >= 2 else ""
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _swap(tmp: Path, index_dir: Path) -> None:
+    old = None
+    if index_dir.exists():
+        old = index_dir.parent / f".{index_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(index_dir, old)
+    os.rename(tmp, index_dir)
+    _fsync_dir(index_dir.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        else:
+            _fsync_dir(path)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
