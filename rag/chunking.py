@@ -44,7 +44,10 @@ def _cut_long(text: str, start: int, end: int, size: int) -> list[tuple[int, int
         cut = text.rfind(" ", start + size // 2, start + size)
         if cut <= start:
             cut = start + size
-        pieces.append((start, cut))
+        piece_end = cut
+        while piece_end > start and text[piece_end - 1].isspace():
+            piece_end -= 1  # a run of spaces before the cut stays out of the piece
+        pieces.append((start, piece_end))
         start = cut
         while start < end and text[start].isspace():
             start += 1

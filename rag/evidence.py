@@ -34,32 +34,49 @@ _NUMBER = re.compile(rf"(?<![\w-])(?:\$?\d[\d,.]*(?:\s?(?:%|per[ -]cent|-?billio
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 _MONTH = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December)\b")
 _NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:[A-Z]\.\s*)*[A-Z][a-z]+)+\b")
+_DAY = re.compile(r"\b([0-3]?\d(?:st|nd|rd|th)?\s+(?:January|February|March|April|May|June|July|August|September|October|November|December)|(?:January|February|March|April|May|June|July|August|September|October|November|December)\s+[0-3]?\d\b)")
 _ROLE = re.compile(r"\b(minister|president|prime minister|secretary|head|chief|director|panellist|speaker|author|rapporteur|vice-president)s?\b", re.IGNORECASE)
 
 
 def expected_type(question: str) -> str | None:
-    """'number', 'date' or 'person' when the question asks for one, else None."""
-    q = question.lower()
-    if re.search(r"\bhow (many|much)\b|\bwhat (percentage|share|amount|number|sum|proportion)\b|\bhow large\b", q):
+    """'number', 'date', 'person' or 'name' when the question asks for one, else None."""
+    q = question.lower().strip()
+    if re.search(r"\bhow (many|much)\b|\bwhat (percentage|share|amount|number|sum|proportion)\b|\bhow large\b", q) \
+            or re.search(r"^(what|which)\b[^?]*\b(cost|budget|price|rate|amount|figure|total|tally)\b", q):
         return "number"
-    if re.search(r"\bwhen\b|\bwhat (year|date|month)\b|\bin which year\b|\bby what (year|date)\b", q):
+    if re.search(r"^(when|since when|until when)\b|\bwhat (year|date|month|day)\b|\bin which year\b|"
+                 r"\bby what (year|date)\b|\bexact date\b|\bon what date\b", q):
         return "date"
-    if re.search(r"^\s*who\b|\bwho (is|was|are|were|wrote|leads|heads|said)\b|\bwhose\b|\bwhich (person|minister|official)\b", q):
+    if re.search(r"^who (is|was|wrote|said|leads|led|heads|headed|announced|signed|chaired)\b|"
+                 r"\bwhich (person|minister|official|individual)\b", q):
         return "person"
+    if re.search(r"\b(be called|is called|was called|be named|what is the name|what was the name|"
+                 r"the names? of)\b", q):
+        return "name"
     return None
 
 
-def has_type(sentence: str, kind: str | None) -> bool:
-    """Whether ``sentence`` holds an answer of ``kind``."""
+def _values(kind: str, text: str) -> set[str]:
+    if kind == "number":
+        return {m.group().lower().strip() for m in _NUMBER.finditer(text)}
+    if kind == "date":
+        return {m.group() for m in _YEAR.finditer(text)} | {m.group() for m in _MONTH.finditer(text)} | \
+            {m.group() for m in _DAY.finditer(text)}
+    names = {m.group() for m in _NAME.finditer(text)}
+    if kind == "person":
+        names |= {m.group().lower() for m in _ROLE.finditer(text)}
+    return names
+
+
+def has_type(sentence: str, kind: str | None, question: str = "") -> bool:
+    """Whether ``sentence`` states a ``kind`` of value that the question does not already give."""
     if kind is None:
         return True
-    if kind == "number":
-        return bool(_NUMBER.search(sentence))
-    if kind == "date":
-        return bool(_YEAR.search(sentence) or _MONTH.search(sentence))
-    if kind == "person":
-        return bool(_NAME.search(sentence) or _ROLE.search(sentence))
-    return True
+    asked = _values(kind, question)
+    if kind in ("person", "name"):
+        asked_words = set(question.lower().split())
+        return any(not set(v.lower().split()) <= asked_words for v in _values(kind, sentence) - asked)
+    return bool(_values(kind, sentence) - asked)
 
 
 def key_terms(question: str) -> list[str]:
@@ -143,7 +160,7 @@ class EvidenceRanker:
             own = set(tokenize(sentence))
             near = set(tokenize(context))
             cov = (sum(1.0 if t in own else 0.5 if t in near else 0.0 for t in terms) / len(terms)) if terms else 0.0
-            typed = has_type(sentence, kind)
+            typed = has_type(sentence, kind, question)
             score = 0.55 * float(sim) + 0.45 * cov + (0.0 if typed else -0.15) - 0.01 * i
             out.append(Candidate(i, start, end, sentence, float(sim), cov, typed, score))
         out.sort(key=lambda c: -c.score)

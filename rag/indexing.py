@@ -168,6 +168,7 @@ def index_folder(
         file_entries[rel] = {
             "hash": digest, "doc_id": doc.id, "title": doc.title, "pages": len(doc.pages),
             "chars": len(doc.text), "chunk_ids": [c.id for c in chunks], "metadata": doc.metadata,
+            "page_spans": [[p.page, p.start, p.end] for p in doc.pages],
         }
         (report.updated if rel in old_files else report.added).append(rel)
     report.removed = sorted(set(old_files) - set(file_entries) - set(report.skipped))

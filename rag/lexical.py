@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import bm25s
+import Stemmer
 import numpy as np
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-'’][a-z0-9]+)*")
@@ -22,23 +24,17 @@ STOPWORDS = frozenset(
 )
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased word tokens without stop words; light plural folding."""
-    out = []
-    for tok in _TOKEN.findall(text.lower().replace("’", "'")):
-        if tok in STOPWORDS:
-            continue
-        out.append(_stem(tok))
-    return out
+_STEMMER = Stemmer.Stemmer("english")
 
 
+@lru_cache(maxsize=200_000)
 def _stem(tok: str) -> str:
-    # Plural folding only: cheap and predictable ("allies" -> "ally", "bases" -> "base").
-    if len(tok) > 4 and tok.endswith("ies"):
-        return tok[:-3] + "y"
-    if len(tok) > 3 and tok.endswith("s") and not tok.endswith(("ss", "us", "is")):
-        return tok[:-1]
-    return tok
+    return _STEMMER.stemWord(tok)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, Snowball-stemmed word tokens without stop words."""
+    return [_stem(tok) for tok in _TOKEN.findall(text.lower().replace("’", "'")) if tok not in STOPWORDS]
 
 
 class LexicalIndex:
@@ -58,6 +54,10 @@ class LexicalIndex:
         if texts:
             model.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=False)
         return cls(model, vocab, len(texts))
+
+    def has_term(self, term: str) -> bool:
+        """Whether the (tokenized) ``term`` occurs in any indexed chunk."""
+        return term in self._vocab
 
     def search(self, query: str, n: int) -> list[tuple[int, float]]:
         if self.size == 0:

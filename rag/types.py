@@ -101,6 +101,8 @@ class Answer:
     backend: str
     timings: dict[str, float] = field(default_factory=dict)
     notice: str = ""
+    #: Sentences the generator wrote, how many the check kept, how many it re-cited.
+    checks: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,4 +127,5 @@ class Answer:
                 for h in self.passages
             ],
             "timings": dict(self.timings),
+            "checks": dict(self.checks),
         }

@@ -1,0 +1,161 @@
+"""Parse citation markers in an answer and check that each sentence is supported.
+
+Every answer sentence must rest on a passage: its cited passage if that one
+supports it, else another passage that does (the sentence is re-cited), else
+the sentence is removed.  Markers that point outside the passages are dropped.
+Support is the best, over the passage's sentences (and adjacent pairs), of
+0.5 * MiniLM similarity + 0.5 * share of the answer sentence's terms found
+there, with a penalty when the answer states a number the passage lacks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.evidence import SentenceEmbeddings
+from rag.guard import is_instruction
+from rag.lexical import tokenize
+from rag.prompts import MARKER, NO_ANSWER
+from rag.sentences import sentence_spans
+from rag.types import Citation, Hit
+
+#: Support at or above this keeps a sentence (calibrated on eval/dev.jsonl, see README).
+SUPPORT_THRESHOLD = 0.62
+_DIGITS = re.compile(r"\d[\d,.]*\d|\d")
+
+
+def parse_markers(sentence: str) -> list[int]:
+    """The passage numbers cited in ``sentence``, in order, without repeats."""
+    out: list[int] = []
+    for group in MARKER.findall(sentence):
+        for num in group.split(","):
+            n = int(num.strip())
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def strip_markers(sentence: str) -> str:
+    """``sentence`` without its citation markers."""
+    return re.sub(r"\s+([.!?,;:])", r"\1", MARKER.sub("", sentence)).strip()
+
+
+@dataclass(frozen=True)
+class Support:
+    """How well a passage backs a claim, and the quote (document offsets) that does."""
+
+    score: float
+    start: int
+    end: int
+    quote: str
+
+
+@dataclass(frozen=True)
+class CheckedSentence:
+    """An answer sentence after the check: its claim, the passage it rests on, or None."""
+
+    claim: str
+    cited: list[int]
+    passage: int | None        # 1-based, None when unsupported
+    support: Support | None
+    recited: bool
+
+
+class SupportChecker:
+    """Scores answer sentences against passages."""
+
+    def __init__(self, embed: SentenceEmbeddings, threshold: float = SUPPORT_THRESHOLD) -> None:
+        self.embed = embed
+        self.threshold = threshold
+
+    def support(self, claim: str, hit: Hit) -> Support:
+        """The best support ``hit`` gives ``claim``."""
+        text = hit.chunk.text
+        at = text.find(claim) if len(claim) >= 20 and not is_instruction(claim) else -1
+        if at >= 0:  # quoted verbatim: nothing to estimate
+            return Support(1.0, hit.chunk.char_start + at, hit.chunk.char_start + at + len(claim), claim)
+        spans = [(s, e) for s, e in sentence_spans(text) if not is_instruction(text[s:e])]
+        windows = spans + [(a[0], b[1]) for a, b in zip(spans, spans[1:])]
+        if not windows:
+            return Support(0.0, hit.chunk.char_start, hit.chunk.char_start, "")
+        texts = [text[s:e] for s, e in windows]
+        vecs = self.embed([claim] + texts)
+        sims = vecs[1:] @ vecs[0]
+        claim_terms = set(tokenize(claim))
+        claim_numbers = set(_DIGITS.findall(claim))
+        best = Support(-1.0, 0, 0, "")
+        for (s, e), sentence, sim in zip(windows, texts, sims):
+            terms = set(tokenize(sentence))
+            overlap = len(claim_terms & terms) / len(claim_terms) if claim_terms else 0.0
+            score = 0.5 * float(sim) + 0.5 * overlap
+            missing_numbers = claim_numbers - set(_DIGITS.findall(sentence))
+            if missing_numbers:
+                score -= 0.3
+            # Prefer the single sentence unless the pair is clearly better.
+            if (e - s) > 0 and (s, e) not in spans:
+                score -= 0.03
+            if score > best.score:
+                best = Support(round(min(score, 1.0), 4), hit.chunk.char_start + s,
+                               hit.chunk.char_start + e, sentence)
+        return best
+
+    def check(self, answer: str, hits: list[Hit]) -> list[CheckedSentence]:
+        """Check every sentence of ``answer`` against ``hits`` (see the module docstring)."""
+        out: list[CheckedSentence] = []
+        for s, e in sentence_spans(answer):
+            raw = answer[s:e]
+            cited = [n for n in parse_markers(raw) if 1 <= n <= len(hits)]
+            claim = strip_markers(raw)
+            if not claim or NO_ANSWER.lower().rstrip(".") in claim.lower() or len(tokenize(claim)) == 0:
+                continue
+            best: tuple[int, Support] | None = None
+            for n in cited:
+                sup = self.support(claim, hits[n - 1])
+                if best is None or sup.score > best[1].score:
+                    best = (n, sup)
+            recited = False
+            if best is None or best[1].score < self.threshold:
+                others = [(n, self.support(claim, hits[n - 1]))
+                          for n in range(1, len(hits) + 1) if n not in cited]
+                others.sort(key=lambda x: -x[1].score)
+                if others and others[0][1].score >= self.threshold:
+                    best, recited = others[0], True
+            if best is not None and best[1].score >= self.threshold:
+                out.append(CheckedSentence(claim, cited, best[0], best[1], recited))
+            else:
+                out.append(CheckedSentence(claim, cited, None, best[1] if best else None, False))
+        return out
+
+
+def compose(
+    checked: list[CheckedSentence],
+    hits: list[Hit],
+    page_of: Callable[[str, int], int] | None = None,
+) -> tuple[str, list[Citation]]:
+    """The answer text with renumbered markers, and one citation per supporting quote.
+
+    ``page_of(source, offset)`` gives the page of a quote; default: the chunk's first page.
+    """
+    numbers: dict[int, int] = {}
+    citations: list[Citation] = []
+    seen: set[tuple[int, int, int]] = set()
+    parts: list[str] = []
+    for cs in checked:
+        if cs.passage is None or cs.support is None:
+            continue
+        marker = numbers.setdefault(cs.passage, len(numbers) + 1)
+        parts.append(f"{cs.claim} [{marker}]")
+        key = (marker, cs.support.start, cs.support.end)
+        if key in seen:
+            continue
+        seen.add(key)
+        chunk = hits[cs.passage - 1].chunk
+        citations.append(Citation(
+            marker=marker, chunk_id=chunk.id, source=chunk.source, title=chunk.title,
+            page=page_of(chunk.source, cs.support.start) if page_of else chunk.page_start,
+            char_start=cs.support.start, char_end=cs.support.end,
+            quote=cs.support.quote, support=cs.support.score,
+        ))
+    return " ".join(parts), citations

