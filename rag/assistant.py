@@ -22,7 +22,7 @@ from rag.errors import GenerationError, QuestionError, RagError
 from rag.evidence import EvidenceRanker
 from rag.generators import ExtractiveGenerator, GenerationRequest, Generator, get_generator
 from rag.indexing import IndexReport, index_folder, stale_reason
-from rag.prompts import NO_ANSWER
+from rag.prompts import NO_ANSWER, cut_scaffolding
 from rag.retrieval import Retriever
 from rag.store import IndexStore
 from rag.types import Answer, Hit
@@ -66,7 +66,7 @@ class Assistant:
         self._generators: dict[str, Generator] = {}
         self._extractive = ExtractiveGenerator()
         self._gen_lock = threading.Lock()
-        self._index_lock = threading.Lock()
+        self._index_lock = threading.RLock()
         if isinstance(generator, str):
             self.backend = generator
         else:
@@ -157,7 +157,7 @@ class Assistant:
             for delta in generator.stream(request):
                 parts.append(delta)
                 yield delta
-            raw = "".join(parts)
+            raw = cut_scaffolding("".join(parts))
             if not raw.strip():
                 raise GenerationError("the model returned an empty answer")
         except (GenerationError, RagError) as exc:

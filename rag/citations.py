@@ -23,6 +23,9 @@ from rag.types import Citation, Hit
 
 #: Support at or above this keeps a sentence (calibrated on eval/dev.jsonl, see README).
 SUPPORT_THRESHOLD = 0.62
+#: Sentences with fewer content words are fragments, not claims.
+MIN_CLAIM_TERMS = 3
+_NAME_WORD = re.compile(r"(?<=[\s(“\"])[A-Z][a-zA-Z]+")
 _DIGITS = re.compile(r"\d[\d,.]*\d|\d")
 
 
@@ -85,6 +88,7 @@ class SupportChecker:
         sims = vecs[1:] @ vecs[0]
         claim_terms = set(tokenize(claim))
         claim_numbers = set(_DIGITS.findall(claim))
+        claim_names = set(_NAME_WORD.findall(claim[1:]))
         best = Support(-1.0, 0, 0, "")
         for (s, e), sentence, sim in zip(windows, texts, sims):
             terms = set(tokenize(sentence))
@@ -93,6 +97,10 @@ class SupportChecker:
             missing_numbers = claim_numbers - set(_DIGITS.findall(sentence))
             if missing_numbers:
                 score -= 0.3
+            # Names the passage never mentions ("December", "Annex") are invented details.
+            lowered = sentence.lower()
+            invented = [n for n in claim_names if n.lower() not in lowered]
+            score -= min(0.3, 0.15 * len(invented))
             # Prefer the single sentence unless the pair is clearly better.
             if (e - s) > 0 and (s, e) not in spans:
                 score -= 0.03
@@ -108,7 +116,10 @@ class SupportChecker:
             raw = answer[s:e]
             cited = [n for n in parse_markers(raw) if 1 <= n <= len(hits)]
             claim = strip_markers(raw)
-            if not claim or NO_ANSWER.lower().rstrip(".") in claim.lower() or len(tokenize(claim)) == 0:
+            if not claim or NO_ANSWER.lower().rstrip(".") in claim.lower():
+                continue
+            if len(tokenize(claim)) < MIN_CLAIM_TERMS:  # a fragment such as "Here's how" claims nothing
+                out.append(CheckedSentence(claim, cited, None, None, False))
                 continue
             best: tuple[int, Support] | None = None
             for n in cited:

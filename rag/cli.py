@@ -93,7 +93,7 @@ def search_cmd(
         from rag.assistant import Assistant
 
         s = _settings(index_dir)
-        assistant = Assistant.from_settings(s, generator="extractive")
+        assistant = Assistant.from_settings(s, generator="extractive", corpus_dir=_default_corpus(s, index_dir))
         hits = assistant.retrieve(question, k or s.retrieval.k, mode=mode)
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)
@@ -113,6 +113,105 @@ def search_cmd(
                       f"· score {h.score:.3f}")
         console.print(escape(h.chunk.text), highlight=False)
         console.print()
+
+
+@app.command("ask")
+def ask_cmd(
+    question: Annotated[str, typer.Argument(help="Your question about the documents.")],
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b",
+                       help="extractive, llama-cpp or openai (default: RAG_LLM__BACKEND or extractive).")] = None,
+    k: KOpt = None,
+    index_dir: IndexDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
+) -> None:
+    """Answer a question with cited passages, or say the documents do not hold the answer."""
+    try:
+        from rag.assistant import Assistant, check_question
+
+        check_question(question)
+        s = _settings(index_dir)
+        assistant = Assistant.from_settings(s, generator=backend, corpus_dir=_default_corpus(s, index_dir))
+        answer = assistant.ask(question, k=k)
+    except (RagError, ValueError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.print(escape(answer.text), highlight=False)
+    if answer.notice:
+        console.print(f"[dim]{escape(answer.notice)}[/dim]")
+    if answer.citations:
+        console.print("\n[bold]Sources[/bold]")
+        for c in answer.citations:
+            console.print(f"[{c.marker}] {escape(c.title)}, p. {c.page}: “{escape(c.quote)}”", highlight=False)
+    elif answer.passages:
+        console.print("\n[bold]Related passages (not cited)[/bold]")
+        for h in answer.passages[:3]:
+            console.print(f"- {escape(h.chunk.title)}, p. {h.chunk.page_start}: "
+                          f"{escape(h.chunk.text[:160])}…", highlight=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    qa_file: Annotated[Path, typer.Argument(help="QA set (JSONL).", exists=True, dir_okay=False)],
+    backend: Annotated[Optional[list[str]], typer.Option("--backend", "-b",
+                       help="Backend to score; repeat to compare several.")] = None,
+    k: KOpt = None,
+    index_dir: IndexDirOpt = None,
+    corpus_dir: Annotated[Optional[Path], typer.Option("--corpus-dir",
+                          help="Folder the evidence quotes refer to (default: seeds/).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.jsonl, summary.json, report.md.")] = Path("eval-out"),
+) -> None:
+    """Score retrieval, citation precision/recall and abstention on a QA set."""
+    try:
+        from rich.progress import Progress
+
+        from rag.assistant import Assistant
+        from rag.evaluation import evaluate
+
+        s = _settings(index_dir, corpus_dir)
+        assistant = Assistant.from_settings(s, corpus_dir=_default_corpus(s, index_dir))
+        with Progress(transient=True, disable=not s.show_progress) as bar:
+            task = bar.add_task("evaluating", total=None)
+            summary = evaluate(qa_file, assistant, backends=backend or None, k=k, out_dir=out,
+                               corpus_dir=s.paths.corpus_dir,
+                               progress=lambda msg: bar.update(task, description=msg))
+    except (RagError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo((out / "report.md").read_text(encoding="utf-8"))
+    if summary["dataset_errors"]:
+        typer.echo(f"warning: {len(summary['dataset_errors'])} evidence quotes are not in the corpus "
+                   "(see report.md); those questions were not scored", err=True)
+    typer.echo(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}, {out / 'report.md'}")
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default 7860).")] = None,
+    index_dir: IndexDirOpt = None,
+) -> None:
+    """Serve the chat UI."""
+    try:
+        from rag.assistant import Assistant
+        from rag.ui import serve
+
+        s = _settings(index_dir)
+        assistant = Assistant.from_settings(s, corpus_dir=_default_corpus(s, index_dir))
+    except (RagError, ValueError, OSError) as exc:
+        _fail(exc)
+    serve(assistant, host=host, port=port)
+
+
+def _default_corpus(settings, index_dir: Path | None) -> Path | None:  # noqa: ANN001
+    """The corpus to keep the index fresh against: only for the default index."""
+    if index_dir is None and settings.paths.corpus_dir.is_dir():
+        return settings.paths.corpus_dir
+    return None
 
 
 def main() -> None:

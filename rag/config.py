@@ -61,13 +61,18 @@ class LLMSettings(_Section):
         None, description="A GGUF file for 'llama-cpp'; default: the bundled Gemma 3 270M."
     )
     n_ctx: int = Field(4096, ge=512, le=131072, description="Context window for 'llama-cpp'.")
-    max_tokens: int = Field(256, ge=16, le=4096, description="Most tokens an LLM may generate.")
+    max_tokens: int = Field(160, ge=16, le=4096, description="Most tokens an LLM may generate.")
     openai_model: str = Field("gpt-4o-mini", description="Model name for the 'openai' backend.")
     openai_base_url: str | None = Field(
         None, description="OpenAI-compatible endpoint (llama.cpp server, Ollama, vLLM); default: OpenAI."
     )
     openai_api_key: str | None = Field(
         None, description="API key for 'openai'; falls back to the OPENAI_API_KEY environment variable."
+    )
+    prompt_style: str = Field(
+        "auto",
+        description="'passages' (full numbered passages), 'evidence' (the best sentences only: for small "
+        "models that copy long prompts) or 'auto' (evidence for the bundled Gemma, passages otherwise).",
     )
     timeout_s: float = Field(60.0, gt=0, le=600, description="Seconds before an LLM request is abandoned.")
 

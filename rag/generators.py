@@ -20,7 +20,7 @@ from rag.abstention import MIN_SCORE
 from rag.config import LLMSettings, PathSettings
 from rag.errors import ConfigError, GenerationError, UnknownBackendError
 from rag.evidence import Candidate
-from rag.prompts import SYSTEM, user_prompt
+from rag.prompts import SCAFFOLDING, SYSTEM, evidence_prompt, user_prompt
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,9 @@ def bundled_gguf(cache_dir: Path) -> Path:
     return target
 
 
-def gemma_prompt(system: str, user: str) -> str:
-    """Gemma's chat turns; Gemma has no system role, so the rules open the user turn."""
-    return (f"<start_of_turn>user\n{system}\n\n{user}<end_of_turn>\n"
-            "<start_of_turn>model\n")
+def gemma_prompt(user: str) -> str:
+    """Gemma's chat turns (Gemma has no system role: the rules live in the user turn)."""
+    return f"<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n"
 
 
 class LlamaCppGenerator:
@@ -116,7 +115,8 @@ class LlamaCppGenerator:
     name = "llama-cpp"
 
     def __init__(self, model_path: str | Path | None = None, *, cache_dir: Path | None = None,
-                 n_ctx: int = 4096, max_tokens: int = 256, n_threads: int | None = None) -> None:
+                 n_ctx: int = 4096, max_tokens: int = 256, n_threads: int | None = None,
+                 prompt_style: str = "auto") -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -133,35 +133,45 @@ class LlamaCppGenerator:
             raise ConfigError(f"cannot load GGUF model {path}: {exc}") from exc
         arch = str(self.llm.metadata.get("general.architecture", ""))
         self.gemma = arch.startswith("gemma")
+        if prompt_style not in ("passages", "evidence", "auto"):
+            raise ConfigError(f"unknown prompt style '{prompt_style}'; use 'passages', 'evidence' or 'auto'")
+        self.evidence = prompt_style == "evidence" or (prompt_style == "auto" and self.gemma)
 
-    def _fit(self, request: GenerationRequest) -> tuple[str, list[Hit]]:
-        """The prompt, dropping the lowest-ranked passages until it fits the context."""
+    def _fit(self, request: GenerationRequest) -> tuple[list[int], list[Hit]]:
+        """Prompt tokens, dropping the lowest-ranked passages until they fit the context."""
         hits = list(request.hits)
         budget = self.llm.n_ctx() - self.max_tokens - 16
         while True:
-            user = user_prompt(request.question, hits)
-            prompt = gemma_prompt(SYSTEM, user) if self.gemma else user
-            n = len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
-            if n <= budget or len(hits) <= 1:
-                return prompt, hits
+            if self.gemma:
+                kept = [c for c in request.candidates if c.hit_index < len(hits)]
+                user = evidence_prompt(request.question, kept) if self.evidence else \
+                    SYSTEM + "\n\n" + user_prompt(request.question, hits)
+                prompt = gemma_prompt(user)
+            else:  # counted as plain text; the model's own chat template adds a few tokens
+                prompt = SYSTEM + "\n\n" + user_prompt(request.question, hits) + " " * 64
+            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            if len(tokens) <= budget or len(hits) <= 1:
+                return tokens, hits
             hits.pop()
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        prompt, hits = self._fit(request)
+        tokens, hits = self._fit(request)
         try:
             if self.gemma:
+                # A token list, so the BOS token is there (a str prompt gets none).
                 for part in self.llm.create_completion(
-                    prompt, max_tokens=self.max_tokens, temperature=0.0, top_k=1,
-                    stop=["<end_of_turn>", "<start_of_turn>"], stream=True,
+                    tokens, max_tokens=self.max_tokens, temperature=0.0, top_k=1, repeat_penalty=1.2,
+                    stop=["<end_of_turn>", "<start_of_turn>", *SCAFFOLDING], stream=True,
                 ):
                     yield part["choices"][0]["text"]
             else:
                 messages = [{"role": "system", "content": SYSTEM},
                             {"role": "user", "content": user_prompt(request.question, hits)}]
                 for part in self.llm.create_chat_completion(
-                    messages, max_tokens=self.max_tokens, temperature=0.0, stream=True,
+                    messages, max_tokens=self.max_tokens, temperature=0.0, stream=True,  # type: ignore[arg-type]
+                    stop=list(SCAFFOLDING),
                 ):
-                    yield part["choices"][0]["delta"].get("content") or ""
+                    yield part["choices"][0]["delta"].get("content") or ""  # type: ignore[union-attr,index]
         except Exception as exc:  # noqa: BLE001
             raise GenerationError(f"the local model failed: {exc}") from exc
 
@@ -174,7 +184,11 @@ class OpenAIGenerator:
     name = "openai"
 
     def __init__(self, model: str = "gpt-4o-mini", *, base_url: str | None = None,
-                 api_key: str | None = None, timeout_s: float = 60.0, max_tokens: int = 256) -> None:
+                 api_key: str | None = None, timeout_s: float = 60.0, max_tokens: int = 256,
+                 prompt_style: str = "passages") -> None:
+        if prompt_style not in ("passages", "evidence", "auto"):
+            raise ConfigError(f"unknown prompt style '{prompt_style}'; use 'passages' or 'evidence'")
+        self.prompt_style = "passages" if prompt_style == "auto" else prompt_style
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             if base_url is None:
@@ -196,14 +210,22 @@ class OpenAIGenerator:
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        messages = [SystemMessage(SYSTEM), HumanMessage(user_prompt(request.question, request.hits))]
+        if self.prompt_style == "evidence":
+            messages = [HumanMessage(evidence_prompt(request.question, request.candidates))]
+        else:
+            messages = [SystemMessage(SYSTEM), HumanMessage(user_prompt(request.question, request.hits))]
         deadline = time.monotonic() + self.timeout_s
+        parts: list[str] = []
         try:
             for chunk in self.chat.stream(messages):
                 if time.monotonic() > deadline:
                     raise GenerationError(f"the model did not finish within {self.timeout_s:g}s")
                 content: Any = chunk.content
-                yield content if isinstance(content, str) else ""
+                text = content if isinstance(content, str) else ""
+                parts.append(text)
+                yield text
+                if any(mark in "".join(parts) for mark in SCAFFOLDING):
+                    break  # the model started echoing the prompt
         except GenerationError:
             raise
         except Exception as exc:  # noqa: BLE001 - network, HTTP and timeout errors
@@ -215,10 +237,11 @@ Factory = Callable[[LLMSettings, PathSettings], Generator]
 REGISTRY: dict[str, Factory] = {
     "extractive": lambda llm, paths: ExtractiveGenerator(),
     "llama-cpp": lambda llm, paths: LlamaCppGenerator(
-        llm.gguf_path, cache_dir=paths.cache_dir, n_ctx=llm.n_ctx, max_tokens=llm.max_tokens),
+        llm.gguf_path, cache_dir=paths.cache_dir, n_ctx=llm.n_ctx, max_tokens=llm.max_tokens,
+        prompt_style=llm.prompt_style),
     "openai": lambda llm, paths: OpenAIGenerator(
         llm.openai_model, base_url=llm.openai_base_url, api_key=llm.openai_api_key,
-        timeout_s=llm.timeout_s, max_tokens=llm.max_tokens),
+        timeout_s=llm.timeout_s, max_tokens=llm.max_tokens, prompt_style=llm.prompt_style),
 }
 
 

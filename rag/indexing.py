@@ -143,6 +143,7 @@ def index_folder(
         digest = content_hash(data)
         if digest in seen_hashes:
             report.skipped[rel] = f"same content as {seen_hashes[digest]}"
+            skipped_hashes[rel] = {"hash": digest, "reason": report.skipped[rel]}
             continue
         seen_hashes[digest] = rel
         prev = old_files.get(rel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +48,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, texts: list[str]) -> "LexicalIndex":
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         corpus_tokens = [tokenize(t) for t in texts]
         vocab: dict[str, int] = {}
         ids = [[vocab.setdefault(tok, len(vocab)) for tok in toks] for toks in corpus_tokens]

@@ -345,3 +345,17 @@ def test_stale_reason_counts_skipped_files(tmp_path: Path, embedder) -> None:
     assert stale_reason(folder, index_dir, embedder) is None  # a known-bad file is not "new"
     (folder / "empty.txt").write_text("Now it has text.", encoding="utf-8")
     assert "empty.txt" in (stale_reason(folder, index_dir, embedder) or "")
+
+
+def test_duplicate_file_is_skipped_and_not_reported_stale(tmp_path: Path, embedder) -> None:
+    folder, index_dir = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+    text = _prose(41)
+    (folder / "a.txt").write_text(text, encoding="utf-8")
+    (folder / "copy-of-a.txt").write_text(text, encoding="utf-8")
+    report = index_folder(folder, index_dir, embedder, show_progress=False)
+    assert report.added == ["a.txt"]
+    assert report.skipped == {"copy-of-a.txt": "same content as a.txt"}
+    assert stale_reason(folder, index_dir, embedder) is None
+    (folder / "copy-of-a.txt").write_text(text + "\n\nNow it differs.", encoding="utf-8")
+    assert "copy-of-a.txt" in (stale_reason(folder, index_dir, embedder) or "")

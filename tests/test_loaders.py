@@ -180,6 +180,8 @@ def test_html_drops_script_and_style_and_uses_title(tmp_path: Path) -> None:
     <p>The North Warning System radars are being replaced.</p>
     <p>Over-the-horizon radar will extend coverage by <b>hundreds</b> of kilometres.</p>
     <script>console.log("also not text")</script>
+    <noscript>Enable JavaScript to continue</noscript>
+    <footer>Copyright footer boilerplate</footer>
     </body></html>"""
     path = tmp_path / "radar.html"
     path.write_text(html, encoding="utf-8")
@@ -188,7 +190,8 @@ def test_html_drops_script_and_style_and_uses_title(tmp_path: Path) -> None:
     assert doc.title == "Arctic Radar Upgrade"
     assert "The North Warning System radars are being replaced." in doc.text
     assert "Over-the-horizon radar will extend coverage by hundreds of kilometres." in doc.text
-    for absent in ("trackingCode", "do-not-index", "console.log", "color: red", "secret-style", "<script"):
+    for absent in ("trackingCode", "do-not-index", "console.log", "color: red", "secret-style", "<script",
+                   "Enable JavaScript", "footer boilerplate", "Home | About"):
         assert absent not in doc.text
 
 

@@ -1,0 +1,279 @@
+"""HTML and Markdown views of answers, sources and documents, for the chat UI.
+
+Pure functions, no UI framework.  Every piece of document text, model output,
+question, file name and error message is escaped here: it can never render as
+markup.  Escaping goes beyond :func:`html.escape`: characters that mean
+something to Markdown, LaTeX or template engines are written as numeric
+character references too, so text stays text even when the HTML is shown by a
+Markdown-rendering chat widget.  The only links produced are in-page anchors
+(``#rag-src-<turn>-<n>``) built from integers.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from rag.prompts import MARKER
+from rag.types import Answer, Citation, Hit
+
+#: Characters written as character references: HTML specials plus Markdown,
+#: LaTeX and template syntax (``[x](y)``, ``*``, ``_``, ``$$``, ``${}``, ``{{}}``...).
+_ESCAPES = {ord(c): f"&#{ord(c)};" for c in "[]()*_`#!\\~|${}:"}
+_ESCAPES.update({ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
+                 ord('"'): "&quot;", ord("'"): "&#x27;"})
+
+#: Longest question echoed back in the chat, in characters.
+MAX_QUESTION_SHOWN = 600
+
+
+def esc(text: object) -> str:
+    """``text`` as inert HTML: no tags, no entities, no Markdown or template syntax."""
+    return str(text).translate(_ESCAPES)
+
+
+def esc_lines(text: object) -> str:
+    """Like :func:`esc`, with line breaks kept as ``<br>`` (the result holds no newline)."""
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "<br>".join(esc(line) for line in lines)
+
+
+def source_id(turn: int, marker: int) -> str:
+    """The element id of citation ``marker``'s source entry in answer ``turn``."""
+    return f"rag-src-{int(turn)}-{int(marker)}"
+
+
+def related_id(turn: int, rank: int) -> str:
+    """The element id of related passage ``rank`` of an abstained answer ``turn``."""
+    return f"rag-rel-{int(turn)}-{int(rank)}"
+
+
+def _marker_link(turn: int, citation: Citation) -> str:
+    target = source_id(turn, citation.marker)
+    label = esc(f"Source {citation.marker}: {citation.title}, page {citation.page}")
+    return (f'<a class="rag-marker" href="#{target}" data-target="{target}" '
+            f'title="{label}" aria-label="{label}">&#91;{int(citation.marker)}&#93;</a>')
+
+
+def _linked_text(text: str, turn: int, citations: Sequence[Citation]) -> str:
+    """``text`` escaped, with each known marker ``[n]`` (or ``[n, m]``) as an anchor."""
+    by_marker = {c.marker: c for c in citations}
+    out: list[str] = []
+    pos = 0
+    for m in MARKER.finditer(text):
+        out.append(esc_lines(text[pos:m.start()]))
+        numbers = [int(n) for n in re.findall(r"\d+", m.group(1))]
+        if all(n in by_marker for n in numbers):
+            out.append("".join(_marker_link(turn, by_marker[n]) for n in numbers))
+        else:
+            out.append(esc(m.group(0)))
+        pos = m.end()
+    out.append(esc_lines(text[pos:]))
+    return "".join(out)
+
+
+def _timing(answer: Answer) -> str:
+    total = answer.timings.get("total_s")
+    return f" · {total:.1f} s" if isinstance(total, (int, float)) else ""
+
+
+def answer_html(answer: Answer, *, turn: int = 0) -> str:
+    """The answer as one line of HTML, its markers linked to the source entries.
+
+    An abstention is labelled as such and carries the notice saying why.
+    """
+    if answer.abstained:
+        parts = [
+            '<div class="rag-answer rag-abstained" role="status">',
+            '<p class="rag-abstain-label"><strong>Not answered</strong> (the assistant abstained)</p>',
+            f'<p class="rag-answer-text">{esc_lines(answer.text)}</p>',
+        ]
+        if answer.notice:
+            parts.append(f'<p class="rag-notice">{esc_lines(answer.notice)}</p>')
+        if answer.passages:
+            parts.append('<p class="rag-hint">The closest passages are listed under Sources as '
+                         '&#8220;related, not cited&#8221;.</p>')
+        parts.append(f'<p class="rag-meta">{esc(answer.backend)}{esc(_timing(answer))}</p></div>')
+        return "".join(parts)
+    n = len(answer.citations)
+    parts = [
+        '<div class="rag-answer">',
+        f'<p class="rag-answer-text">{_linked_text(answer.text, turn, answer.citations)}</p>',
+    ]
+    if answer.notice:
+        parts.append(f'<p class="rag-notice">{esc_lines(answer.notice)}</p>')
+    meta = f"{answer.backend} · {n} source{'s' if n != 1 else ''}{_timing(answer)}"
+    parts.append(f'<p class="rag-meta">{esc(meta)}</p></div>')
+    return "".join(parts)
+
+
+def partial_html(text: str) -> str:
+    """Text streamed so far, escaped, with a typing indicator."""
+    body = esc_lines(text.strip()) if text.strip() else "Searching the documents"
+    return (f'<div class="rag-answer rag-partial"><p class="rag-answer-text">{body}'
+            '<span class="rag-typing" aria-label="writing">&#8230;</span></p></div>')
+
+
+def question_html(question: str) -> str:
+    """The user's question, escaped (very long questions are shortened for display)."""
+    q = str(question)
+    if len(q) > MAX_QUESTION_SHOWN:
+        q = q[:MAX_QUESTION_SHOWN].rstrip() + f"… ({len(question):,} characters)"
+    return f'<div class="rag-question">{esc_lines(q) if q.strip() else "<em>(empty question)</em>"}</div>'
+
+
+def error_html(message: str, title: str = "Could not answer") -> str:
+    """An error shown in the chat: a short title and the (escaped) message."""
+    return (f'<div class="rag-error" role="alert"><p><strong>{esc(title)}</strong></p>'
+            f'<p>{esc_lines(message)}</p></div>')
+
+
+def _passage_for(citation: Citation, passages: Iterable[Hit]) -> Hit | None:
+    for hit in passages:
+        if hit.chunk.id == citation.chunk_id:
+            return hit
+    return None
+
+
+def highlight_span(citation: Citation, chunk_text: str, chunk_start: int) -> tuple[int, int] | None:
+    """Where ``citation.quote`` lies in a chunk's text, from the citation's offsets.
+
+    Falls back to searching for the quote when the offsets fall outside the chunk.
+    """
+    start, end = citation.char_start - chunk_start, citation.char_end - chunk_start
+    if 0 <= start < end <= len(chunk_text):
+        return start, end
+    if citation.quote:
+        found = chunk_text.find(citation.quote)
+        if found >= 0:
+            return found, found + len(citation.quote)
+    return None
+
+
+def _highlighted(citation: Citation, hit: Hit | None) -> str:
+    if hit is None:
+        return f'<mark class="rag-quote">{esc_lines(citation.quote)}</mark>'
+    text = hit.chunk.text
+    span = highlight_span(citation, text, hit.chunk.char_start)
+    if span is None:
+        return (f'{esc_lines(text)}<br><span class="rag-quote-label">Quoted:</span> '
+                f'<mark class="rag-quote">{esc_lines(citation.quote)}</mark>')
+    s, e = span
+    return (f'{esc_lines(text[:s])}<mark class="rag-quote">{esc_lines(text[s:e])}</mark>'
+            f'{esc_lines(text[e:])}')
+
+
+def _page_label(first: int, last: int | None = None) -> str:
+    return f"page {first}" if last is None or last == first else f"pages {first}–{last}"
+
+
+def sources_html(answer: Answer, *, turn: int = 0) -> str:
+    """One entry per citation: marker, title, page, the passage with the quote in ``<mark>``.
+
+    On abstention, the closest passages instead, each labelled "related, not cited".
+    """
+    if answer.abstained or not answer.citations:
+        if not answer.passages:
+            return ('<div class="rag-sources rag-sources-empty"><p>No passages matched this question.</p>'
+                    '</div>')
+        parts = ['<div class="rag-sources rag-related">',
+                 '<p class="rag-sources-title">Related passages <span class="rag-label">not cited</span></p>']
+        for hit in answer.passages:
+            c = hit.chunk
+            rid = related_id(turn, hit.rank)
+            parts.append(
+                f'<div class="rag-source rag-source-related" id="{rid}" tabindex="-1">'
+                f'<div class="rag-source-head"><span class="rag-label">related, not cited</span> '
+                f'<span class="rag-title">{esc(c.title)}</span> '
+                f'<span class="rag-page">{esc(_page_label(c.page_start, c.page_end))}</span></div>'
+                f'<div class="rag-passage">{esc_lines(c.text)}</div>'
+                f'<div class="rag-file">{esc(c.source)}</div></div>'
+            )
+        parts.append("</div>")
+        return "".join(parts)
+    parts = ['<div class="rag-sources">',
+             f'<p class="rag-sources-title">Sources <span class="rag-count">{len(answer.citations)}</span></p>']
+    for citation in answer.citations:
+        hit = _passage_for(citation, answer.passages)
+        sid = source_id(turn, citation.marker)
+        parts.append(
+            f'<div class="rag-source" id="{sid}" tabindex="-1" data-marker="{int(citation.marker)}">'
+            f'<div class="rag-source-head">{_marker_link(turn, citation)} '
+            f'<span class="rag-title">{esc(citation.title)}</span> '
+            f'<span class="rag-page">{esc(_page_label(citation.page))}</span></div>'
+            f'<div class="rag-passage">{_highlighted(citation, hit)}</div>'
+            f'<div class="rag-file">{esc(citation.source)}</div></div>'
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def sources_panel_html(turns: Sequence[tuple[str, str]]) -> str:
+    """The sources panel: the latest answer's sources, earlier ones folded away.
+
+    ``turns`` holds ``(question, sources_html(...))`` pairs, oldest first; the
+    sources HTML must come from :func:`sources_html` (it is inserted as is).
+    """
+    if not turns:
+        return ('<div class="rag-sources rag-sources-empty"><p class="rag-sources-title">Sources</p>'
+                '<p>Ask a question: the passages that support the answer appear here, '
+                'with the quoted words highlighted. Click a marker such as '
+                '<span class="rag-marker-demo">&#91;1&#93;</span> to jump to its source.</p></div>')
+    question, latest = turns[-1]
+    parts = [f'<div class="rag-panel"><p class="rag-panel-question">{esc(_short(question, 200))}</p>{latest}']
+    earlier = list(turns[:-1])
+    if earlier:
+        parts.append('<p class="rag-earlier-title">Earlier questions</p>')
+        for q, html_ in reversed(earlier):
+            parts.append(f'<details class="rag-earlier"><summary>{esc(_short(q, 120))}</summary>{html_}</details>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def answer_markdown(answer: Answer) -> str:
+    """Plain Markdown to copy: the answer, then ``[n] title, page N, “quote”`` per source."""
+    lines = [answer.text.strip()]
+    if answer.notice:
+        lines += ["", f"_{answer.notice}_" if answer.abstained else f"Note: {answer.notice}"]
+    if answer.citations:
+        lines += ["", "Sources:"]
+        for c in answer.citations:
+            quote = " ".join(c.quote.split())
+            lines.append(f"[{c.marker}] {c.title}, page {c.page}, “{quote}”")
+    elif answer.passages:
+        lines += ["", "Related passages (not cited):"]
+        for hit in answer.passages:
+            lines.append(f"- {hit.chunk.title}, {_page_label(hit.chunk.page_start, hit.chunk.page_end)}")
+    return "\n".join(lines) + "\n"
+
+
+def documents_html(documents: Sequence[Mapping[str, object]]) -> str:
+    """The indexed documents as a table: title, file, pages, chunks."""
+    if not documents:
+        return '<div class="rag-docs"><p>No documents are indexed yet. Upload some below.</p></div>'
+    rows = "".join(
+        f'<tr><td class="rag-doc-title">{esc(d.get("title", ""))}</td>'
+        f'<td class="rag-doc-file">{esc(d.get("source", ""))}</td>'
+        f'<td class="rag-num">{esc(d.get("pages", ""))}</td>'
+        f'<td class="rag-num">{esc(d.get("chunks", ""))}</td></tr>'
+        for d in documents
+    )
+    total = sum(int(d.get("chunks", 0) or 0) for d in documents)  # type: ignore[call-overload]
+    return (f'<div class="rag-docs"><table class="rag-doc-table"><thead><tr><th>Title</th><th>File</th>'
+            f'<th class="rag-num">Pages</th><th class="rag-num">Chunks</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table>'
+            f'<p class="rag-meta">{len(documents)} document{"s" if len(documents) != 1 else ""}, '
+            f'{total} chunks</p></div>')
+
+
+def status_html(message: str, ok: bool = True) -> str:
+    """A one-line success or error message (escaped)."""
+    kind = "rag-ok" if ok else "rag-error"
+    role = "status" if ok else "alert"
+    return f'<div class="rag-status {kind}" role="{role}">{esc_lines(message)}</div>'
