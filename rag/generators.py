@@ -165,8 +165,12 @@ class LlamaCppGenerator:
                 ):
                     yield part["choices"][0]["text"]
             else:
-                messages = [{"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": user_prompt(request.question, hits)}]
+                if self.evidence:
+                    kept = [c for c in request.candidates if c.hit_index < len(hits)]
+                    messages = [{"role": "user", "content": evidence_prompt(request.question, kept)}]
+                else:
+                    messages = [{"role": "system", "content": SYSTEM},
+                                {"role": "user", "content": user_prompt(request.question, hits)}]
                 for part in self.llm.create_chat_completion(
                     messages, max_tokens=self.max_tokens, temperature=0.0, stream=True,  # type: ignore[arg-type]
                     stop=list(SCAFFOLDING),

@@ -151,17 +151,46 @@ def highlight_span(citation: Citation, chunk_text: str, chunk_start: int) -> tup
     return None
 
 
-def _highlighted(citation: Citation, hit: Hit | None) -> str:
+def _highlighted(citations: Sequence[Citation], hit: Hit | None) -> str:
+    """The passage of ``hit`` with every citation's quote in ``<mark>``."""
     if hit is None:
-        return f'<mark class="rag-quote">{esc_lines(citation.quote)}</mark>'
+        return "<br>".join(f'<mark class="rag-quote">{esc_lines(c.quote)}</mark>' for c in citations)
     text = hit.chunk.text
-    span = highlight_span(citation, text, hit.chunk.char_start)
-    if span is None:
-        return (f'{esc_lines(text)}<br><span class="rag-quote-label">Quoted:</span> '
-                f'<mark class="rag-quote">{esc_lines(citation.quote)}</mark>')
-    s, e = span
-    return (f'{esc_lines(text[:s])}<mark class="rag-quote">{esc_lines(text[s:e])}</mark>'
-            f'{esc_lines(text[e:])}')
+    spans: list[tuple[int, int]] = []
+    unplaced: list[Citation] = []
+    for c in citations:
+        span = highlight_span(c, text, hit.chunk.char_start) if c.chunk_id == hit.chunk.id else None
+        if span is None:
+            unplaced.append(c)
+        else:
+            spans.append(span)
+    merged: list[list[int]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    out, pos = [], 0
+    for s, e in merged:
+        out.append(f'{esc_lines(text[pos:s])}<mark class="rag-quote">{esc_lines(text[s:e])}</mark>')
+        pos = e
+    out.append(esc_lines(text[pos:]))
+    for c in unplaced:
+        out.append(f'<br><span class="rag-quote-label">Quoted:</span> <mark class="rag-quote">{esc_lines(c.quote)}</mark>')
+    return "".join(out)
+
+
+def _by_marker(citations: Sequence[Citation]) -> list[list[Citation]]:
+    """Citations grouped by marker (one passage may support several sentences), in marker order."""
+    groups: dict[int, list[Citation]] = {}
+    for c in citations:
+        groups.setdefault(c.marker, []).append(c)
+    return [groups[m] for m in sorted(groups)]
+
+
+def _pages(citations: Sequence[Citation]) -> str:
+    pages = sorted({c.page for c in citations})
+    return f"page {pages[0]}" if len(pages) == 1 else "pages " + ", ".join(str(p) for p in pages)
 
 
 def _page_label(first: int, last: int | None = None) -> str:
@@ -169,7 +198,10 @@ def _page_label(first: int, last: int | None = None) -> str:
 
 
 def sources_html(answer: Answer, *, turn: int = 0) -> str:
-    """One entry per citation: marker, title, page, the passage with the quote in ``<mark>``.
+    """One entry per marker: title, page, the cited passage with each quote in ``<mark>``.
+
+    A marker stands for one passage; when it supports several sentences, each of
+    their quotes is highlighted in the same entry.
 
     On abstention, the closest passages instead, each labelled "related, not cited".
     """
@@ -192,18 +224,20 @@ def sources_html(answer: Answer, *, turn: int = 0) -> str:
             )
         parts.append("</div>")
         return "".join(parts)
+    groups = _by_marker(answer.citations)
     parts = ['<div class="rag-sources">',
-             f'<p class="rag-sources-title">Sources <span class="rag-count">{len(answer.citations)}</span></p>']
-    for citation in answer.citations:
-        hit = _passage_for(citation, answer.passages)
-        sid = source_id(turn, citation.marker)
+             f'<p class="rag-sources-title">Sources <span class="rag-count">{len(groups)}</span></p>']
+    for group in groups:
+        first = group[0]
+        hit = _passage_for(first, answer.passages)
+        sid = source_id(turn, first.marker)
         parts.append(
-            f'<div class="rag-source" id="{sid}" tabindex="-1" data-marker="{int(citation.marker)}">'
-            f'<div class="rag-source-head">{_marker_link(turn, citation)} '
-            f'<span class="rag-title">{esc(citation.title)}</span> '
-            f'<span class="rag-page">{esc(_page_label(citation.page))}</span></div>'
-            f'<div class="rag-passage">{_highlighted(citation, hit)}</div>'
-            f'<div class="rag-file">{esc(citation.source)}</div></div>'
+            f'<div class="rag-source" id="{sid}" tabindex="-1" data-marker="{int(first.marker)}">'
+            f'<div class="rag-source-head">{_marker_link(turn, first)} '
+            f'<span class="rag-title">{esc(first.title)}</span> '
+            f'<span class="rag-page">{esc(_pages(group))}</span></div>'
+            f'<div class="rag-passage">{_highlighted(group, hit)}</div>'
+            f'<div class="rag-file">{esc(first.source)}</div></div>'
         )
     parts.append("</div>")
     return "".join(parts)
@@ -237,15 +271,17 @@ def _short(text: str, limit: int) -> str:
 
 
 def answer_markdown(answer: Answer) -> str:
-    """Plain Markdown to copy: the answer, then ``[n] title, page N, “quote”`` per source."""
+    """Plain Markdown to copy: the answer, then ``[n] title, page N, “quote”`` per source.
+
+    A marker that supports several sentences lists its quotes joined by `` … ``."""
     lines = [answer.text.strip()]
     if answer.notice:
         lines += ["", f"_{answer.notice}_" if answer.abstained else f"Note: {answer.notice}"]
     if answer.citations:
         lines += ["", "Sources:"]
-        for c in answer.citations:
-            quote = " ".join(c.quote.split())
-            lines.append(f"[{c.marker}] {c.title}, page {c.page}, “{quote}”")
+        for group in _by_marker(answer.citations):
+            quotes = " … ".join(f"“{' '.join(c.quote.split())}”" for c in group)
+            lines.append(f"[{group[0].marker}] {group[0].title}, {_pages(group)}, {quotes}")
     elif answer.passages:
         lines += ["", "Related passages (not cited):"]
         for hit in answer.passages:
