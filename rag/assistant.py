@@ -61,8 +61,9 @@ class Assistant:
         self.embedder = embedder or get_embedder(self.settings.embedding.model, self.settings.embedding.batch_size)
         store = IndexStore.load(self.index_dir, model_id=self.embedder.model_id, dim=self.embedder.dim)
         self.retriever = Retriever(store, self.embedder)
-        self.ranker = EvidenceRanker(self.embedder)
-        self.checker = SupportChecker(self.ranker.embed)
+        guard = self.settings.guard_documents
+        self.ranker = EvidenceRanker(self.embedder, guard=guard)
+        self.checker = SupportChecker(self.ranker.embed, guard=guard)
         self._generators: dict[str, Generator] = {}
         self._extractive = ExtractiveGenerator()
         self._gen_lock = threading.Lock()
@@ -147,7 +148,7 @@ class Assistant:
             yield self._abstain(q, hits, name, timings, decision)
             return
 
-        request = GenerationRequest(q, hits, candidates)
+        request = GenerationRequest(q, hits, candidates, guard=self.settings.guard_documents)
         notice = ""
         t1 = time.perf_counter()
         used = name

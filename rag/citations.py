@@ -69,17 +69,20 @@ class CheckedSentence:
 class SupportChecker:
     """Scores answer sentences against passages."""
 
-    def __init__(self, embed: SentenceEmbeddings, threshold: float = SUPPORT_THRESHOLD) -> None:
+    def __init__(self, embed: SentenceEmbeddings, threshold: float = SUPPORT_THRESHOLD,
+                 guard: bool = True) -> None:
         self.embed = embed
         self.threshold = threshold
+        self.guard = guard
 
     def support(self, claim: str, hit: Hit) -> Support:
         """The best support ``hit`` gives ``claim``."""
         text = hit.chunk.text
-        at = text.find(claim) if len(claim) >= 20 and not is_instruction(claim) else -1
+        instruction = is_instruction if self.guard else (lambda _: False)
+        at = text.find(claim) if len(claim) >= 20 and not instruction(claim) else -1
         if at >= 0:  # quoted verbatim: nothing to estimate
             return Support(1.0, hit.chunk.char_start + at, hit.chunk.char_start + at + len(claim), claim)
-        spans = [(s, e) for s, e in sentence_spans(text) if not is_instruction(text[s:e])]
+        spans = [(s, e) for s, e in sentence_spans(text) if not instruction(text[s:e])]
         windows = spans + [(a[0], b[1]) for a, b in zip(spans, spans[1:])]
         if not windows:
             return Support(0.0, hit.chunk.char_start, hit.chunk.char_start, "")

@@ -89,4 +89,9 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    guard_documents: bool = Field(
+        True,
+        description="Mask instruction-like sentences in documents before a model sees them and never "
+        "quote them. Turn off only to measure what the guard prevents.",
+    )
     show_progress: bool = Field(True, description="Show progress bars (RAG_SHOW_PROGRESS=0 turns them off).")

@@ -128,9 +128,10 @@ class SentenceEmbeddings:
 class EvidenceRanker:
     """Scores the sentences of retrieved passages for a question."""
 
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, guard: bool = True) -> None:
         self.embedder = embedder
         self.embed = SentenceEmbeddings(embedder)
+        self.guard = guard
 
     def rank(self, question: str, hits: list[Hit]) -> list[Candidate]:
         """Every usable sentence of ``hits``, best first (duplicates from overlaps removed)."""
@@ -142,7 +143,7 @@ class EvidenceRanker:
             for j, (s, e) in enumerate(sents):
                 sentence = text[s:e]
                 key = (hit.chunk.doc_id, hit.chunk.char_start + s)
-                if key in seen or len(sentence.split()) < 4 or is_instruction(sentence):
+                if key in seen or len(sentence.split()) < 4 or (self.guard and is_instruction(sentence)):
                     continue
                 seen.add(key)
                 lo = sents[j - 1][0] if j > 0 else s

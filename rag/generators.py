@@ -33,6 +33,8 @@ class GenerationRequest:
     question: str
     hits: list[Hit]
     candidates: list[Candidate] = field(default_factory=list)
+    #: Mask instruction-like document text in prompts (off only to measure the guard).
+    guard: bool = True
 
 
 @runtime_checkable
@@ -144,11 +146,11 @@ class LlamaCppGenerator:
         while True:
             if self.gemma:
                 kept = [c for c in request.candidates if c.hit_index < len(hits)]
-                user = evidence_prompt(request.question, kept) if self.evidence else \
-                    SYSTEM + "\n\n" + user_prompt(request.question, hits)
+                user = evidence_prompt(request.question, kept, guard=request.guard) if self.evidence else \
+                    SYSTEM + "\n\n" + user_prompt(request.question, hits, request.guard)
                 prompt = gemma_prompt(user)
             else:  # counted as plain text; the model's own chat template adds a few tokens
-                prompt = SYSTEM + "\n\n" + user_prompt(request.question, hits) + " " * 64
+                prompt = SYSTEM + "\n\n" + user_prompt(request.question, hits, request.guard) + " " * 64
             tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
             if len(tokens) <= budget or len(hits) <= 1:
                 return tokens, hits
@@ -167,10 +169,10 @@ class LlamaCppGenerator:
             else:
                 if self.evidence:
                     kept = [c for c in request.candidates if c.hit_index < len(hits)]
-                    messages = [{"role": "user", "content": evidence_prompt(request.question, kept)}]
+                    messages = [{"role": "user", "content": evidence_prompt(request.question, kept, guard=request.guard)}]
                 else:
                     messages = [{"role": "system", "content": SYSTEM},
-                                {"role": "user", "content": user_prompt(request.question, hits)}]
+                                {"role": "user", "content": user_prompt(request.question, hits, request.guard)}]
                 for part in self.llm.create_chat_completion(
                     messages, max_tokens=self.max_tokens, temperature=0.0, stream=True,  # type: ignore[arg-type]
                     stop=list(SCAFFOLDING),
@@ -215,9 +217,9 @@ class OpenAIGenerator:
         from langchain_core.messages import HumanMessage, SystemMessage
 
         if self.prompt_style == "evidence":
-            messages = [HumanMessage(evidence_prompt(request.question, request.candidates))]
+            messages = [HumanMessage(evidence_prompt(request.question, request.candidates, guard=request.guard))]
         else:
-            messages = [SystemMessage(SYSTEM), HumanMessage(user_prompt(request.question, request.hits))]
+            messages = [SystemMessage(SYSTEM), HumanMessage(user_prompt(request.question, request.hits, request.guard))]
         deadline = time.monotonic() + self.timeout_s
         parts: list[str] = []
         try:

@@ -25,6 +25,8 @@ STOPWORDS = frozenset(
 )
 
 
+#: Recorded in the manifest: an index tokenized differently is refused, never mixed.
+TOKENIZER = "words-stop-snowball-english/1"
 _STEMMER = Stemmer.Stemmer("english")
 
 

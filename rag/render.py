@@ -75,7 +75,9 @@ def _linked_text(text: str, turn: int, citations: Sequence[Citation]) -> str:
 
 def _timing(answer: Answer) -> str:
     total = answer.timings.get("total_s")
-    return f" · {total:.1f} s" if isinstance(total, (int, float)) else ""
+    if not isinstance(total, (int, float)):
+        return ""
+    return f" · {total:.1f} s" if total >= 0.1 else " · <0.1 s"
 
 
 def answer_html(answer: Answer, *, turn: int = 0) -> str:
@@ -125,6 +127,8 @@ def question_html(question: str) -> str:
 
 def error_html(message: str, title: str = "Could not answer") -> str:
     """An error shown in the chat: a short title and the (escaped) message."""
+    message = str(message).strip()
+    message = message[:1].upper() + message[1:]
     return (f'<div class="rag-error" role="alert"><p><strong>{esc(title)}</strong></p>'
             f'<p>{esc_lines(message)}</p></div>')
 

@@ -29,7 +29,7 @@ import faiss
 import numpy as np
 
 from rag.errors import IndexMismatchError, IndexNotFoundError
-from rag.lexical import LexicalIndex
+from rag.lexical import TOKENIZER, LexicalIndex
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class IndexStore:
             raise ValueError(f"vectors have dim {vectors.shape[1]}, manifest says {dim}")
         dense = make_faiss_index(vectors, dim)
         manifest = dict(manifest)
+        manifest["tokenizer"] = TOKENIZER
         manifest["index_type"] = "hnsw" if isinstance(dense, faiss.IndexHNSWFlat) else "flat"
         return cls(chunks, dense, LexicalIndex.build([c.text for c in chunks]), manifest)
 
@@ -175,6 +176,11 @@ def check_manifest(manifest: dict[str, Any], index_dir: Path, *, model_id: str |
         raise IndexMismatchError(
             f"the index at {index_dir} has format version {version}, this rag reads {FORMAT_VERSION}; "
             + rebuild_hint(index_dir)
+        )
+    if manifest.get("tokenizer") != TOKENIZER:
+        raise IndexMismatchError(
+            f"the index at {index_dir} was tokenized with '{manifest.get('tokenizer')}', "
+            f"this rag uses '{TOKENIZER}'; " + rebuild_hint(index_dir)
         )
     embedder = manifest.get("embedder") or {}
     if model_id is not None and embedder.get("model_id") != model_id:

@@ -45,8 +45,8 @@ EXAMPLE_LABELS = [
 ]
 
 BACKEND_LABELS = {
-    "extractive": "Extractive (quotes the passages, no model)",
-    "llama-cpp": "Local model (Gemma 3 270M via llama.cpp)",
+    "extractive": "Extractive (quotes, no model)",
+    "llama-cpp": "Local model (Gemma 3 270M)",
     "openai": "OpenAI-compatible API",
 }
 
@@ -63,7 +63,10 @@ SOURCES_JS = r"""
 const ragCentre = (root) => {
   root.querySelectorAll('.rag-passage').forEach((box) => {
     const mark = box.querySelector('mark');
-    if (mark) box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);
+    if (!mark) return;
+    const line = parseFloat(getComputedStyle(box).lineHeight) || 20;
+    const top = Math.max(0, mark.offsetTop - box.clientHeight / 3);
+    box.scrollTop = Math.floor(top / line) * line;  // whole lines: no half-cut line at the top
   });
 };
 if (!window.__ragSourcesInstalled) {
@@ -105,7 +108,7 @@ CSS = """
 .gradio-container { max-width: 1500px !important; margin: 0 auto !important; }
 .rag-header h1 { font-size: 1.45rem; margin: 0.2rem 0 0.25rem; font-weight: 650; }
 .rag-header p { margin: 0 0 0.3rem; color: var(--body-text-color-subdued); font-size: 0.95rem; }
-#rag-sources { height: calc(100vh - 375px); min-height: 260px; overflow-y: auto;
+#rag-sources { height: calc(100vh - 375px); min-height: 260px; overflow-y: auto !important;
   border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
   padding: 0.6rem 0.8rem; background: var(--background-fill-secondary); }
 .rag-answer p, .rag-question { margin: 0.15rem 0; line-height: 1.55; }
@@ -149,6 +152,11 @@ a.rag-marker:hover, a.rag-marker:focus { background: var(--color-accent); color:
 .rag-doc-file { font-family: var(--font-mono); font-size: 0.85rem; }
 .rag-status { padding: 0.5rem 0.7rem; border-radius: var(--radius-md); }
 .rag-status.rag-ok { border-left: 4px solid #16a34a; }
+.rag-question, .rag-answer, .rag-error, .rag-passage, .rag-title, .rag-panel-question, .rag-status,
+.rag-earlier summary, .rag-doc-table td { overflow-wrap: anywhere; word-break: break-word; }
+.rag-doc-table, .rag-doc-table tr, .rag-doc-table th, .rag-doc-table td { border-left: none !important;
+  border-right: none !important; border-top: none !important; }
+.rag-doc-table thead th { border-bottom: 2px solid var(--border-color-primary) !important; }
 footer { display: none !important; }
 """
 
@@ -282,7 +290,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                             backend = gr.Dropdown(choices, value=default_backend, label="Answer backend",
                                                   scale=3, min_width=180, elem_id="rag-backend")
                             k = gr.Slider(1, max_k, value=assistant.settings.retrieval.k, step=1,
-                                          label="Passages (top-k)", scale=2, min_width=140, elem_id="rag-k")
+                                          label="Top-k", scale=2, min_width=140, elem_id="rag-k")
                         with gr.Row(equal_height=True):
                             copy = gr.Button("Copy answer with sources", size="sm", elem_id="rag-copy-button")
                             new = gr.Button("New conversation", size="sm", elem_id="rag-clear")

@@ -241,6 +241,30 @@ def test_citation_without_its_passage_still_shows_the_quote() -> None:
     assert '<mark class="rag-quote">beta</mark>' in markup
 
 
+def test_one_entry_per_marker_with_every_quote_highlighted() -> None:
+    """Two sentences cite the same passage: one entry, both quotes marked, unique ids."""
+    chunk = _chunk("doc1-0013", CHUNK_TEXT, 8000)
+    first = _citation(1, chunk, "The workshop met in Ottawa.")
+    second = _citation(1, chunk, "Participants came from industry.")
+    answer = Answer("q", "The workshop met in Ottawa. [1] Participants came from industry. [1]",
+                    [first, second], [_hit(chunk)], False, "extractive")
+    markup = sources_html(answer)
+    assert markup.count('id="rag-src-0-1"') == 1
+    assert re.findall(r'<mark class="rag-quote">(.*?)</mark>', markup) == [
+        "The workshop met in Ottawa.", "Participants came from industry."]
+    assert [a["href"] for t, a in _tags(answer_html(answer)) if t == "a"] == ["#rag-src-0-1"] * 2
+    assert answer_markdown(answer).endswith(
+        "[1] Force Development, page 2, “The workshop met in Ottawa.” … “Participants came from industry.”\n")
+
+
+def test_overlapping_quotes_are_merged() -> None:
+    chunk = _chunk("doc1-0013", "abcdefghij", 0)
+    a = Citation(1, chunk.id, chunk.source, chunk.title, 1, 1, 5, "bcde", 1.0)
+    b = Citation(1, chunk.id, chunk.source, chunk.title, 1, 3, 8, "defgh", 1.0)
+    markup = sources_html(Answer("q", "x [1]", [a, b], [_hit(chunk)], False, "extractive"))
+    assert '<div class="rag-passage">a<mark class="rag-quote">bcdefgh</mark>ij</div>' in markup
+
+
 # -- abstention ----------------------------------------------------------------
 
 
