@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -138,6 +139,8 @@ class LlamaCppGenerator:
         if prompt_style not in ("passages", "evidence", "auto"):
             raise ConfigError(f"unknown prompt style '{prompt_style}'; use 'passages', 'evidence' or 'auto'")
         self.evidence = prompt_style == "evidence" or (prompt_style == "auto" and self.gemma)
+        # One llama.cpp context serves one generation at a time; other sessions wait their turn.
+        self._lock = threading.Lock()
 
     def _fit(self, request: GenerationRequest) -> tuple[list[int], list[Hit]]:
         """Prompt tokens, dropping the lowest-ranked passages until they fit the context."""
@@ -157,6 +160,10 @@ class LlamaCppGenerator:
             hits.pop()
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
+        with self._lock:
+            yield from self._stream(request)
+
+    def _stream(self, request: GenerationRequest) -> Iterator[str]:
         tokens, hits = self._fit(request)
         try:
             if self.gemma:

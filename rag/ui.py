@@ -325,8 +325,8 @@ def serve(assistant: Assistant, host: str | None = None, port: int | None = None
     host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
     port = int(port or os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
     demo = build_ui(assistant)
-    # One answer at a time: a local llama.cpp model must not generate from two threads at once.
-    demo.queue(default_concurrency_limit=1)
+    # Several sessions are answered at once; the local model serialises its own generations.
+    demo.queue(default_concurrency_limit=4)
     options: dict[str, Any] = dict(server_name=host, server_port=port, theme=theme(), css=CSS,
                                    show_error=False, ssr_mode=False, mcp_server=False, footer_links=[])
     options.update(launch)

@@ -1,0 +1,77 @@
+"""Uploaded file names never escape the corpus folder; bad uploads change nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rag.errors import LoaderError
+from rag.uploads import MAX_NAME, add_to_corpus, safe_name
+
+HOSTILE = [
+    "../x.md",
+    "../../etc/passwd.md",
+    "/etc/passwd",
+    "..\\x.md",
+    "C:\\Windows\\win.ini.txt",
+    "a\x00b.md",
+    "x" * 5000 + ".md",
+    "....md",
+    "notes/../../../escape.txt",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_are_stored_inside_the_corpus_or_refused(tmp_path: Path, name: str) -> None:
+    corpus = tmp_path / "corpus"
+    src = tmp_path / "upload.bin"
+    src.write_text("# Notes\n\nThe depot holds forty-two spare rotor blades for the fleet.\n", encoding="utf-8")
+    try:
+        stored = add_to_corpus(src, corpus, name=name)
+    except (ValueError, LoaderError) as exc:
+        assert str(exc)  # refused with a message
+        assert not any(p for p in tmp_path.rglob("*") if p.is_file() and p != src and ".upload-" not in p.name)
+        return
+    assert stored.resolve().parent == corpus.resolve()
+    assert "\x00" not in stored.name and "/" not in stored.name and "\\" not in stored.name
+    assert len(stored.name) <= MAX_NAME
+    # nothing was written anywhere else
+    others = [p for p in tmp_path.rglob("*") if p.is_file() and p not in (src, stored)]
+    assert others == []
+
+
+def test_a_bad_upload_is_refused_and_nothing_is_copied(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    bad = tmp_path / "report.pdf"
+    bad.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    with pytest.raises(LoaderError) as err:
+        add_to_corpus(bad, corpus)
+    assert "report.pdf" in str(err.value)
+    assert list(corpus.iterdir()) == []
+
+
+def test_same_name_gets_a_numbered_copy_not_an_overwrite(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    src = tmp_path / "a.txt"
+    src.write_text("First version of the note about supply chains.", encoding="utf-8")
+    first = add_to_corpus(src, corpus)
+    src.write_text("Second version of the note about supply chains.", encoding="utf-8")
+    second = add_to_corpus(src, corpus)
+    assert first != second and first.read_text().startswith("First") and second.read_text().startswith("Second")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=0, max_size=400))
+def test_safe_name_never_yields_a_path(name: str) -> None:
+    try:
+        out = safe_name(name)
+    except ValueError:
+        return
+    assert out and "/" not in out and "\\" not in out and "\x00" not in out
+    assert out not in (".", "..") and not out.startswith(".")
+    assert len(out) <= MAX_NAME
+    assert Path(out).name == out
