@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rag.abstention import Decision, decide
 from rag.citations import SupportChecker, compose
-from rag.config import Settings
+from rag.config import PathSettings, Settings
 from rag.embeddings import Embedder, get_embedder
 from rag.errors import GenerationError, QuestionError, RagError
 from rag.evidence import EvidenceRanker
@@ -100,6 +100,21 @@ class Assistant:
                              show_progress=show_progress if show_progress is not None else settings.show_progress)
         return cls(settings.paths.index_dir, generator or settings.llm.backend,
                    embedder=embedder, settings=settings)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, generator: Generator | str | None = None) -> "Assistant":
+        """The assistant the CLI and the UI serve.
+
+        The default index (and any index whose corpus folder is set explicitly) is kept
+        fresh against the corpus folder: built when missing, rebuilt with a message when
+        the files or the embedder changed.  Any other index is used as it is.
+        """
+        settings = settings or Settings()
+        paths = settings.paths
+        default_index = paths.index_dir.resolve() == PathSettings().index_dir.resolve()
+        keep_fresh = (default_index or "corpus_dir" in paths.model_fields_set) and paths.corpus_dir.is_dir()
+        return cls.from_settings(settings, generator=generator,
+                                 corpus_dir=paths.corpus_dir if keep_fresh else None)
 
     # -- backends ------------------------------------------------------------
 

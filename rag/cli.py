@@ -93,7 +93,7 @@ def search_cmd(
         from rag.assistant import Assistant
 
         s = _settings(index_dir)
-        assistant = Assistant.from_settings(s, generator="extractive", corpus_dir=_default_corpus(s, index_dir))
+        assistant = Assistant.open(s, generator="extractive")
         hits = assistant.retrieve(question, k or s.retrieval.k, mode=mode)
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)
@@ -130,7 +130,7 @@ def ask_cmd(
 
         check_question(question)
         s = _settings(index_dir)
-        assistant = Assistant.from_settings(s, generator=backend, corpus_dir=_default_corpus(s, index_dir))
+        assistant = Assistant.open(s, generator=backend)
         answer = assistant.ask(question, k=k)
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)
@@ -174,7 +174,7 @@ def eval_cmd(
         from rag.evaluation import evaluate
 
         s = _settings(index_dir, corpus_dir)
-        assistant = Assistant.from_settings(s, corpus_dir=_default_corpus(s, index_dir))
+        assistant = Assistant.open(s)
         with Progress(transient=True, disable=not s.show_progress) as bar:
             task = bar.add_task("evaluating", total=None)
             summary = evaluate(qa_file, assistant, backends=backend or None, k=k, out_dir=out,
@@ -201,17 +201,10 @@ def serve_cmd(
         from rag.ui import serve
 
         s = _settings(index_dir)
-        assistant = Assistant.from_settings(s, corpus_dir=_default_corpus(s, index_dir))
+        assistant = Assistant.open(s)
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)
     serve(assistant, host=host, port=port)
-
-
-def _default_corpus(settings, index_dir: Path | None) -> Path | None:  # noqa: ANN001
-    """The corpus to keep the index fresh against: only for the default index."""
-    if index_dir is None and settings.paths.corpus_dir.is_dir():
-        return settings.paths.corpus_dir
-    return None
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
 """The evaluation harness end to end: ``rag eval``, ``evaluate()``, dataset checks and the regression gate.
 
 Everything runs on the real bundled embedder over the seeds index that conftest builds
-in a tmp dir.  The two full runs of eval/dev.jsonl (one through the CLI, one through
-``evaluate()``) are module fixtures shared by the tests that need them.
+in a tmp dir (only the run_one unit tests use a fake assistant).  The two full runs of
+eval/dev.jsonl, one through ``rag eval`` and one through ``evaluate()``, are module
+fixtures shared by the tests that need them; the CLI run works in the background while
+the tests in between run, so the gate test comes first and the CLI tests last.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import pytest
 from rag import generators
 from rag.assistant import Assistant
 from rag.config import RetrievalSettings, Settings
-from rag.evaluation import DatasetError, dataset_errors, evaluate, load_qa
+from rag.evaluation import DatasetError, QAItem, dataset_errors, evaluate, load_qa, run_one
 from rag.generators import GenerationRequest
 from rag.indexing import IndexReport
 from rag.sentences import sentence_spans
+from rag.types import Answer, Chunk, Citation, Hit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT / "eval" / "dev.jsonl"
@@ -169,20 +172,41 @@ def _dev_items(*ids: str) -> list[dict[str, Any]]:
 
 
 # -- the two full runs of the dev set ------------------------------------------------------
+# The CLI run is started in the background first; evaluate() runs in this process while it
+# works (the two share nothing but the read-only index), which roughly halves the wall time.
 
 @pytest.fixture(scope="module")
-def cli_dev_run(seed_index: tuple[Path, Path, IndexReport],
-                tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """``rag eval eval/dev.jsonl --out <tmp> --index-dir <tmp seeds index>``."""
+def cli_dev_proc(seed_index: tuple[Path, Path, IndexReport],
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``rag eval eval/dev.jsonl --out <tmp> --index-dir <tmp seeds index>``, started in the background."""
     _, index_dir, _ = seed_index
-    out = tmp_path_factory.mktemp("cli-eval") / "out"
-    proc = _rag("eval", "eval/dev.jsonl", "--out", str(out), "--index-dir", str(index_dir))
-    return proc, out
+    base = tmp_path_factory.mktemp("cli-eval")
+    env = _clean_env()
+    env["OMP_NUM_THREADS"] = "1"     # leave the other CPU to the in-process run
+    with open(base / "stdout.txt", "wb") as out, open(base / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "eval", "eval/dev.jsonl",
+                                 "--out", str(base / "out"), "--index-dir", str(index_dir)],
+                                cwd=ROOT, env=env, stdout=out, stderr=err)
+    yield proc, base
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
-def api_dev_run(seed_index: tuple[Path, Path, IndexReport], embedder: Any,
-                tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+def cli_dev_run(cli_dev_proc: tuple[subprocess.Popen[bytes], Path]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The finished CLI run: (completed process with its output, the --out folder)."""
+    proc, base = cli_dev_proc
+    proc.wait(timeout=900)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode,
+                                       (base / "stdout.txt").read_text(encoding="utf-8"),
+                                       (base / "stderr.txt").read_text(encoding="utf-8"))
+    return done, base / "out"
+
+
+@pytest.fixture(scope="module")
+def api_dev_run(cli_dev_proc: tuple[subprocess.Popen[bytes], Path], seed_index: tuple[Path, Path, IndexReport],
+                embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """``evaluate()`` on eval/dev.jsonl with the default configuration (extractive, default k)."""
     out = tmp_path_factory.mktemp("api-eval") / "out"
     summary = evaluate(DEV, _assistant(seed_index, embedder), out_dir=out)
@@ -191,84 +215,19 @@ def api_dev_run(seed_index: tuple[Path, Path, IndexReport], embedder: Any,
     return summary, out
 
 
-# -- (a) the CLI writes results, summary and report ------------------------------------------
+# -- (4) the regression gate ---------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_cli_eval_writes_results_summary_and_report(cli_dev_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
-    proc, out = cli_dev_run
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert {p.name for p in out.iterdir()} >= {"results.jsonl", "summary.json", "report.md"}
-    report = (out / "report.md").read_text(encoding="utf-8")
-    assert report.strip() in proc.stdout                   # the report is printed too
-    assert f"wrote {out / 'results.jsonl'}" in proc.stdout
-
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert summary["k"] == RetrievalSettings().k                              # the default k
-    assert summary["dataset_errors"] == []
-    assert list(summary["configs"]) == ["extractive"]
-    overall = summary["configs"]["extractive"]["overall"]
-    questions = load_qa(DEV)
-    assert overall["questions"] == len(questions)
-    assert overall["answerable"] == sum(q.answerable for q in questions)
-
-    rows = _read_rows(out / "results.jsonl")
-    assert [r["id"] for r in rows] == [q.id for q in questions]            # one line per question, in order
-    keys = set(rows[0])
-    assert keys >= RESULT_KEYS, f"missing keys: {sorted(RESULT_KEYS - keys)}"
-    k = summary["k"]
-    for r, q in zip(rows, questions):
-        assert set(r) == keys, f"{r['id']}: keys differ from the first row's"
-        assert r["question"] == q.question and r["config"] == "extractive"
-        assert isinstance(r["answer"], str) and r["answer"]
-        assert isinstance(r["abstained"], bool)
-        assert isinstance(r["latency_s"], float) and 0 <= r["latency_s"] < 120
-        assert len(r["retrieved"]) == len(r["retrieved_ids"]) == max(10, k)
-        assert all(isinstance(t, str) and t for t in r["retrieved"])
-        assert len(set(r["retrieved_ids"])) == len(r["retrieved_ids"])
-        assert len(r["cited"]) == len(r["cited_ids"]) == len(set(r["cited_ids"]))
-        # The answer saw the first k passages: it can only cite those.
-        assert set(r["cited_ids"]) <= set(r["retrieved_ids"][:k]), r["id"]
-        for cid, text in zip(r["cited_ids"], r["cited"]):
-            assert text == r["retrieved"][r["retrieved_ids"].index(cid)]
-        if r["abstained"]:
-            assert r["cited"] == [] and r["quotes"] == []
-        else:
-            assert r["cited"] and r["quotes"] and re.search(r"\[\d+\]", r["answer"])
-            assert all(any(qt in text for text in r["cited"]) for qt in r["quotes"])
-
-
-@pytest.mark.slow
-def test_cli_report_numbers_match_summary(cli_dev_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
-    proc, out = cli_dev_run
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    report = (out / "report.md").read_text(encoding="utf-8")
-    _check_report_matches(report, summary)
-    assert "None: every evidence quote occurs in its document." in report
-    assert f"k = {summary['k']} passages per question" in report
-
-
-# -- (d) evaluate() gives the CLI's numbers --------------------------------------------------
-
-@pytest.mark.slow
-def test_evaluate_api_matches_cli(cli_dev_run: tuple[subprocess.CompletedProcess[str], Path],
-                                  api_dev_run: tuple[dict[str, Any], Path]) -> None:
-    proc, cli_out = cli_dev_run
-    assert proc.returncode == 0, proc.stderr
-    cli = json.loads((cli_out / "summary.json").read_text(encoding="utf-8"))
-    api, api_out = api_dev_run
-    assert api["k"] == cli["k"]
-    assert api["dataset_errors"] == cli["dataset_errors"]
-    # Every number but wall-clock latency is deterministic.
-    assert _without_latency(api["configs"]) == _without_latency(cli["configs"])
-    cli_rows = _read_rows(cli_out / "results.jsonl")
-    api_rows = _read_rows(api_out / "results.jsonl")
-    assert [{k: v for k, v in r.items() if k != "latency_s"} for r in api_rows] == \
-        [{k: v for k, v in r.items() if k != "latency_s"} for r in cli_rows]
-    # evaluate() returns what it writes.
-    assert json.loads((api_out / "summary.json").read_text(encoding="utf-8")) == api
-    _check_report_matches((api_out / "report.md").read_text(encoding="utf-8"), api)
+def test_regression_gate(api_dev_run: tuple[dict[str, Any], Path]) -> None:
+    summary, _ = api_dev_run
+    assert summary["dataset_errors"] == [], "the dev set has evidence errors; fix eval/dev.jsonl first"
+    m = summary["configs"]["extractive"]["overall"]
+    assert m["questions"] == len(load_qa(DEV))
+    failures = [f"{key} = {m[key]:.3f} fell below its threshold {floor}"
+                for key, floor in GATE_MIN.items() if m[key] < floor]
+    failures += [f"{key} = {m[key]:.3f} rose above its threshold {ceiling}"
+                 for key, ceiling in GATE_MAX.items() if m[key] > ceiling]
+    assert not failures, "dev-set regression:\n" + "\n".join(failures)
 
 
 # -- (b) evidence that is not in the corpus ---------------------------------------------------
@@ -318,6 +277,74 @@ def test_quote_not_in_corpus_is_reported_and_not_scored(tmp_path: Path, seed_ind
     assert f"- bad1 ({CDAI}): quote not in document" in section
     assert "None: every evidence quote" not in section
     _check_report_matches(report, summary)
+
+
+# -- run_one: the results row of one question -----------------------------------------------------
+
+def _chunk(n: int) -> Chunk:
+    text = f"Passage {n} says that the board number {n} met in Ottawa."
+    return Chunk(f"doc-{n:04d}", "doc", "report.txt", "Report", text, 100 * n, 100 * n + len(text), 1, 1)
+
+
+class FakeAssistant:
+    """Just what run_one uses: ask() and retrieve(), with canned passages and citations.
+
+    Like the real retriever, the ranking may depend on how many passages are asked for
+    (the candidate pool and the score normalisation grow with k).
+    """
+
+    backend = "extractive"
+
+    def __init__(self, ranking_depends_on_k: bool = False) -> None:
+        self.chunks = [_chunk(n) for n in range(12)]
+        self.ranking_depends_on_k = ranking_depends_on_k
+
+    def retrieve(self, question: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
+        order = list(range(12))
+        if self.ranking_depends_on_k and (k or 5) > 5:
+            order[0], order[1] = order[1], order[0]
+        return [Hit(self.chunks[i], 1.0 - r / 20, r + 1) for r, i in enumerate(order[:k or 5])]
+
+    def ask(self, question: str, k: int | None = None, backend: str | None = None) -> Answer:
+        hits = self.retrieve(question, k)
+        c0, c2 = hits[0].chunk, hits[2].chunk
+        cites = [Citation(1, c0.id, c0.source, c0.title, 1, c0.char_start, c0.char_start + 20, c0.text[:20], 1.0),
+                 Citation(1, c0.id, c0.source, c0.title, 1, c0.char_start + 21, c0.char_end, c0.text[21:], 0.9),
+                 Citation(2, c2.id, c2.source, c2.title, 1, c2.char_start, c2.char_end, c2.text, 0.8)]
+        return Answer(question, "It met in Ottawa [1]. Twice [1]. Board two [2].", cites, hits, False,
+                      backend or self.backend, {}, "", {"sentences": 3, "supported": 3, "recited": 0})
+
+
+def test_run_one_builds_the_results_row() -> None:
+    item = QAItem("x1", "Where did the board meet?", "Ottawa", True, "factoid",
+                  [{"doc": "report.txt", "quote": "the board number 0 met in Ottawa"}])
+    fake = FakeAssistant()
+    row = run_one(fake, item, "extractive", 5)
+    assert set(row) >= RESULT_KEYS
+    assert (row["id"], row["question"], row["config"], row["backend_used"]) == \
+        ("x1", "Where did the board meet?", "extractive", "extractive")
+    assert row["retrieved_ids"] == [c.id for c in fake.chunks[:10]]       # max(10, k) passages for recall@10
+    assert row["retrieved"] == [c.text for c in fake.chunks[:10]]
+    assert row["cited_ids"] == ["doc-0000", "doc-0002"]                    # one entry per cited passage
+    assert row["cited"] == [fake.chunks[0].text, fake.chunks[2].text]
+    assert len(row["quotes"]) == 3                                         # every citation's quote
+    assert row["answer"] == "It met in Ottawa [1]. Twice [1]. Board two [2]."
+    assert row["abstained"] is False
+    assert row["checks"] == {"sentences": 3, "supported": 3, "recited": 0}
+    assert isinstance(row["latency_s"], float) and row["latency_s"] >= 0
+    assert run_one(fake, item, "extractive", 12)["retrieved_ids"] == [c.id for c in fake.chunks]
+
+
+@pytest.mark.xfail(strict=True,
+                   reason="bug: run_one ranks with a second retrieve(question, max(10, k)); the retriever's "
+                          "ranking depends on k (pool max(4k, 30), min-max normalisation over the pool), so "
+                          "recall@1..5 and MRR are measured on a ranking the answer never saw")
+def test_recall_is_measured_on_the_passages_the_answer_saw() -> None:
+    fake = FakeAssistant(ranking_depends_on_k=True)
+    item = QAItem("x1", "Where did the board meet?", "Ottawa", True, "factoid", [])
+    row = run_one(fake, item, "extractive", 5)
+    seen = [h.chunk.id for h in fake.ask(item.question, k=5).passages]
+    assert row["retrieved_ids"][:5] == seen
 
 
 # -- (c) malformed QA files ----------------------------------------------------------------
@@ -441,8 +468,12 @@ def test_two_configurations_side_by_side(monkeypatch: pytest.MonkeyPatch, tmp_pa
             answered += 1
             assert f["backend_used"] == "first-sentence"
             assert f["answer"].endswith("[1]")
-            assert f["cited_ids"] == [f["retrieved_ids"][0]], qid
-            assert f["quotes"] == [f["answer"][:-len(" [1]")]]
+            # The one citation is the first sentence of the passage it cites.
+            [quote], [passage] = f["quotes"], f["cited"]
+            assert quote == f["answer"][:-len(" [1]")]
+            start, end = sentence_spans(passage)[0]
+            assert passage[start:end] == quote, qid
+            assert f["cited_ids"][0] in f["retrieved_ids"][:summary["k"]]
     assert answered >= 3
 
     report = (out / "report.md").read_text(encoding="utf-8")
@@ -451,16 +482,81 @@ def test_two_configurations_side_by_side(monkeypatch: pytest.MonkeyPatch, tmp_pa
     _check_report_matches(report, summary)
 
 
-# -- (4) the regression gate ---------------------------------------------------------------------
+# -- (a) the CLI writes results, summary and report ------------------------------------------
 
 @pytest.mark.slow
-def test_regression_gate(api_dev_run: tuple[dict[str, Any], Path]) -> None:
-    summary, _ = api_dev_run
-    assert summary["dataset_errors"] == [], "the dev set has evidence errors; fix eval/dev.jsonl first"
-    m = summary["configs"]["extractive"]["overall"]
-    assert m["questions"] == len(load_qa(DEV))
-    failures = [f"{key} = {m[key]:.3f} fell below its threshold {floor}"
-                for key, floor in GATE_MIN.items() if m[key] < floor]
-    failures += [f"{key} = {m[key]:.3f} rose above its threshold {ceiling}"
-                 for key, ceiling in GATE_MAX.items() if m[key] > ceiling]
-    assert not failures, "dev-set regression:\n" + "\n".join(failures)
+def test_cli_eval_writes_results_summary_and_report(cli_dev_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, out = cli_dev_run
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {p.name for p in out.iterdir()} >= {"results.jsonl", "summary.json", "report.md"}
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert report.strip() in proc.stdout                   # the report is printed too
+    assert f"wrote {out / 'results.jsonl'}" in proc.stdout
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["k"] == RetrievalSettings().k                              # the default k
+    assert summary["dataset_errors"] == []
+    assert list(summary["configs"]) == ["extractive"]
+    overall = summary["configs"]["extractive"]["overall"]
+    questions = load_qa(DEV)
+    assert overall["questions"] == len(questions)
+    assert overall["answerable"] == sum(q.answerable for q in questions)
+
+    rows = _read_rows(out / "results.jsonl")
+    assert [r["id"] for r in rows] == [q.id for q in questions]            # one line per question, in order
+    keys = set(rows[0])
+    assert keys >= RESULT_KEYS, f"missing keys: {sorted(RESULT_KEYS - keys)}"
+    k = summary["k"]
+    for r, q in zip(rows, questions):
+        assert set(r) == keys, f"{r['id']}: keys differ from the first row's"
+        assert r["question"] == q.question and r["config"] == "extractive"
+        assert isinstance(r["answer"], str) and r["answer"]
+        assert isinstance(r["abstained"], bool)
+        assert isinstance(r["latency_s"], float) and 0 <= r["latency_s"] < 120
+        assert len(r["retrieved"]) == len(r["retrieved_ids"]) == max(10, k)
+        assert all(isinstance(t, str) and t for t in r["retrieved"])
+        assert len(set(r["retrieved_ids"])) == len(r["retrieved_ids"])
+        assert len(r["cited"]) == len(r["cited_ids"]) == len(set(r["cited_ids"]))
+        # The answer saw the first k passages: it can only cite those.
+        assert set(r["cited_ids"]) <= set(r["retrieved_ids"][:k]), r["id"]
+        for cid, text in zip(r["cited_ids"], r["cited"]):
+            assert text == r["retrieved"][r["retrieved_ids"].index(cid)]
+        if r["abstained"]:
+            assert r["cited"] == [] and r["quotes"] == []
+        else:
+            assert r["cited"] and r["quotes"] and re.search(r"\[\d+\]", r["answer"])
+            assert all(any(qt in text for text in r["cited"]) for qt in r["quotes"])
+
+
+@pytest.mark.slow
+def test_cli_report_numbers_match_summary(cli_dev_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, out = cli_dev_run
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    report = (out / "report.md").read_text(encoding="utf-8")
+    _check_report_matches(report, summary)
+    assert "None: every evidence quote occurs in its document." in report
+    assert f"k = {summary['k']} passages per question" in report
+
+
+# -- (d) evaluate() gives the CLI's numbers --------------------------------------------------
+
+@pytest.mark.slow
+def test_evaluate_api_matches_cli(cli_dev_run: tuple[subprocess.CompletedProcess[str], Path],
+                                  api_dev_run: tuple[dict[str, Any], Path]) -> None:
+    proc, cli_out = cli_dev_run
+    assert proc.returncode == 0, proc.stderr
+    cli = json.loads((cli_out / "summary.json").read_text(encoding="utf-8"))
+    api, api_out = api_dev_run
+    assert api["k"] == cli["k"]
+    assert api["dataset_errors"] == cli["dataset_errors"]
+    # Every number but wall-clock latency is deterministic.
+    assert _without_latency(api["configs"]) == _without_latency(cli["configs"])
+    cli_rows = _read_rows(cli_out / "results.jsonl")
+    api_rows = _read_rows(api_out / "results.jsonl")
+    assert [{k: v for k, v in r.items() if k != "latency_s"} for r in api_rows] == \
+        [{k: v for k, v in r.items() if k != "latency_s"} for r in cli_rows]
+    # evaluate() returns what it writes.
+    assert json.loads((api_out / "summary.json").read_text(encoding="utf-8")) == api
+    _check_report_matches((api_out / "report.md").read_text(encoding="utf-8"), api)
