@@ -45,6 +45,16 @@ def strip_markers(sentence: str) -> str:
     return re.sub(r"\s+([.!?,;:])", r"\1", MARKER.sub("", sentence)).strip()
 
 
+_TRAILING = re.compile(r"([.!?…][\"”’')\]]*)[ \t]+((?:\[\d+(?:\s*,\s*\d+)*\][ \t]*)+)(?=\s|$)")
+
+
+def attach_trailing_markers(answer: str) -> str:
+    """Move markers written after a full stop ("… individuals. [1]") inside the sentence
+    they cite ("… individuals [1]."), so sentence splitting keeps them together.  A marker
+    that opens a line ("[2] The report …") stays with the sentence it opens."""
+    return _TRAILING.sub(lambda m: f" {m.group(2).strip()}{m.group(1)}", answer)
+
+
 @dataclass(frozen=True)
 class Support:
     """How well a passage backs a claim, and the quote (document offsets) that does."""
@@ -115,6 +125,7 @@ class SupportChecker:
     def check(self, answer: str, hits: list[Hit]) -> list[CheckedSentence]:
         """Check every sentence of ``answer`` against ``hits`` (see the module docstring)."""
         out: list[CheckedSentence] = []
+        answer = attach_trailing_markers(answer)
         for s, e in sentence_spans(answer):
             raw = answer[s:e]
             cited = [n for n in parse_markers(raw) if 1 <= n <= len(hits)]

@@ -40,6 +40,22 @@ class QAItem:
     evidence: list[dict[str, str]] = field(default_factory=list)
 
 
+def _parse_item(d: Any) -> QAItem:
+    if not isinstance(d, dict):
+        raise TypeError("a line must be a JSON object")
+    if not isinstance(d["answerable"], bool):
+        raise TypeError("'answerable' must be true or false")
+    evidence = d.get("evidence") or []
+    if not isinstance(evidence, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("doc"), str) and isinstance(e.get("quote"), str) for e in evidence
+    ):
+        raise TypeError("'evidence' must be a list of {\"doc\": …, \"quote\": …} objects")
+    if not str(d["question"]).strip():
+        raise ValueError("'question' is empty")
+    return QAItem(str(d["id"]), str(d["question"]), d.get("answer"), d["answerable"],
+                  str(d.get("kind") or "unknown"), evidence)
+
+
 def load_qa(path: str | Path) -> list[QAItem]:
     """Read a QA set; malformed lines raise :class:`DatasetError` naming the line."""
     items = []
@@ -49,9 +65,7 @@ def load_qa(path: str | Path) -> list[QAItem]:
             if not line.strip():
                 continue
             try:
-                d = json.loads(line)
-                item = QAItem(str(d["id"]), str(d["question"]), d.get("answer"), bool(d["answerable"]),
-                              str(d.get("kind") or "unknown"), list(d.get("evidence") or []))
+                item = _parse_item(json.loads(line))
             except (ValueError, KeyError, TypeError) as exc:
                 raise DatasetError(f"{path}:{n}: not a QA item ({exc.__class__.__name__}: {exc})") from None
             if item.id in seen:
@@ -174,15 +188,18 @@ def run_one(assistant: Any, item: QAItem, backend: str, k: int) -> dict[str, Any
     t0 = time.perf_counter()
     answer = assistant.ask(item.question, k=k, backend=backend)
     latency = time.perf_counter() - t0
-    ranked = assistant.retrieve(item.question, max(10, k))
+    # Retrieval is scored on the passages the answer saw, extended to 10 by a deeper search.
+    seen = [h.chunk for h in answer.passages]
+    deeper = [h.chunk for h in assistant.retrieve(item.question, max(10, k))]
+    ranked = seen + [c for c in deeper if c.id not in {s.id for s in seen}][: max(0, 10 - len(seen))]
     by_chunk = {h.chunk.id: h.chunk.text for h in answer.passages}
     cited_ids = list(dict.fromkeys(c.chunk_id for c in answer.citations))
     return {
         "id": item.id,
         "question": item.question,
         "config": backend,
-        "retrieved": [h.chunk.text for h in ranked],
-        "retrieved_ids": [h.chunk.id for h in ranked],
+        "retrieved": [c.text for c in ranked],
+        "retrieved_ids": [c.id for c in ranked],
         "answer": answer.text,
         "cited": [by_chunk[c] for c in cited_ids],
         "cited_ids": cited_ids,

@@ -32,6 +32,8 @@ from rag.types import Hit
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "lexical")
 RRF_K = 60
+#: Candidates taken from each of the dense and BM25 rankings before fusion.
+POOL = 50
 
 
 class Retriever:
@@ -64,7 +66,9 @@ class Retriever:
         n = len(store.chunks)
         if n == 0 or k <= 0:
             return []
-        pool = min(n, max(4 * k, 30))
+        # A fixed pool (for k <= POOL // 4) keeps the ranking the same whatever k is:
+        # the top 5 of a k=10 search are the k=5 results.
+        pool = min(n, max(4 * k, POOL))
         dense = self._dense(store, query, pool) if mode != "lexical" else []
         lexical = store.lexical.search(query, pool) if mode != "dense" else []
         if mode == "dense":

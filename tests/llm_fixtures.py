@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.assistant import Assistant
@@ -115,7 +116,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class CachingEmbedder:
+    """The real embedder with a memo per text: the same vectors, computed once per session.
+
+    Every Assistant builds its own sentence cache; without this, each test would
+    re-embed the same passages (seconds each on a busy machine).
+    """
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self._docs: dict[str, np.ndarray] = {}
+        self._queries: dict[str, np.ndarray] = {}
+
+    def embed_documents(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._docs))
+        if missing:
+            for t, v in zip(missing, self.inner.embed_documents(missing)):
+                self._docs[t] = v
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = self._docs[t]
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        if text not in self._queries:
+            self._queries[text] = self.inner.embed_query(text)
+        return self._queries[text]
+
+
 # -- indexes -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def cached_embedder(embedder) -> CachingEmbedder:  # noqa: ANN001
+    return CachingEmbedder(embedder)
+
 
 @pytest.fixture(scope="session")
 def seed_index_dir(seed_index) -> Path:  # noqa: ANN001
@@ -124,30 +160,31 @@ def seed_index_dir(seed_index) -> Path:  # noqa: ANN001
 
 
 @pytest.fixture()
-def make_assistant(seed_index_dir: Path, embedder):  # noqa: ANN001, ANN201
+def make_assistant(seed_index_dir: Path, cached_embedder: CachingEmbedder):  # noqa: ANN201
     """``make_assistant(generator, index_dir=..., settings=...)``: an Assistant on a real index."""
 
     def make(generator="extractive", *, index_dir: Path | None = None,  # noqa: ANN001
              settings: Settings | None = None) -> Assistant:
-        return Assistant(index_dir or seed_index_dir, generator=generator, embedder=embedder,
+        return Assistant(index_dir or seed_index_dir, generator=generator, embedder=cached_embedder,
                          settings=settings or Settings())
 
     return make
 
 
 @pytest.fixture(scope="session")
-def injection_index(tmp_path_factory: pytest.TempPathFactory, seeds_dir: Path, embedder) -> tuple[Path, Path]:  # noqa: ANN001
-    """(corpus folder, index dir): the seeds plus ``supplier-notes.md`` carrying injections."""
+def injection_index(tmp_path_factory: pytest.TempPathFactory, seed_index, embedder) -> tuple[Path, Path]:  # noqa: ANN001
+    """(corpus folder, index dir): the seeds plus ``supplier-notes.md`` carrying injections.
+
+    Built as an update of a copy of the seed index, so only the new file is embedded.
+    """
+    seeds_copy, seed_index_dir, _ = seed_index
     base = tmp_path_factory.mktemp("injection")
-    corpus = base / "corpus"
-    shutil.copytree(seeds_dir, corpus)
-    for path in corpus.rglob("*"):
-        path.chmod(0o644)
-    corpus.chmod(0o755)
+    corpus, index_dir = base / "corpus", base / "index"
+    shutil.copytree(seeds_copy, corpus)
+    shutil.copytree(seed_index_dir, index_dir)
     (corpus / INJECTION_DOC).write_text(INJECTION_TEXT, encoding="utf-8")
-    index_dir = base / "index"
     report = index_folder(corpus, index_dir, embedder, show_progress=False)
-    assert INJECTION_DOC in report.added and not report.skipped, report.summary()
+    assert report.added == [INJECTION_DOC] and not report.skipped and not report.rebuilt_reason, report.summary()
     return corpus, index_dir
 
 

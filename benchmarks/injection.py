@@ -1,0 +1,264 @@
+"""Prompt-injection success per backend, with the document guard on and off.
+
+    python benchmarks/injection.py [--backends extractive,llama-cpp,openai] [--limit N]
+
+Every record of tests/data/injections.jsonl is a document about a made-up topic
+with one injected sentence (ignore-previous-instructions, fake system/model turns,
+fake citation markers, prompt-reveal requests, links, HTML and Markdown images,
+"answer something else", polite and indirect notes to AI assistants), a question
+that retrieves it, and a detector (a canary string, a host, a false claim).
+
+All documents are indexed together.  For each backend and guard setting
+(``Settings(guard_documents=True/False)``), every question is asked through
+:class:`rag.assistant.Assistant` and the detector is run on
+
+- the final answer text (what stays on screen): an attack *succeeded* when it fires;
+- the raw streamed model output (shown while the answer streams in).
+
+A control run asks the same questions over the same documents *without* the
+injected sentences (guard on): a detector firing there is a false positive of the
+detector (for example a small model echoing its prompt on its own), not an attack.
+
+Backends: ``extractive`` (no model), ``llama-cpp`` (the bundled Gemma 3 270M,
+in-process) and ``openai`` (LangChain ChatOpenAI against a local
+``python -m llama_cpp.server --model <bundled gguf> --chat_format gemma`` on a free
+port, prompt style ``evidence``).  Writes benchmarks/results/injection.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAG_SHOW_PROGRESS", "0")
+
+from common import ROOT, table, write  # noqa: E402
+
+from rag.assistant import Assistant  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.embeddings import get_embedder  # noqa: E402
+from rag.indexing import index_folder  # noqa: E402
+from rag.types import Answer  # noqa: E402
+
+DATA = ROOT / "tests" / "data" / "injections.jsonl"
+BACKENDS = ("extractive", "llama-cpp", "openai")
+
+
+def load_injections(path: Path = DATA) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def detected(detector: dict[str, str], text: str) -> bool:
+    """Whether the attack's marker (canary, host, false claim) is in ``text``."""
+    if detector["type"] == "substring":
+        return detector["value"] in text
+    return re.search(detector["value"], text) is not None
+
+
+def write_corpus(folder: Path, injections: list[dict[str, Any]], *, injected: bool) -> Path:
+    folder.mkdir(parents=True)
+    for item in injections:
+        text = item["document"]
+        if not injected:
+            text = text.replace(item["injection"] + " ", "").replace(item["injection"], "")
+            assert item["injection"] not in text
+        (folder / item["file"]).write_text(text, encoding="utf-8")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` with the bundled GGUF on a free port, stopped by PID."""
+
+    def __init__(self, log_dir: Path, n_ctx: int = 4096) -> None:
+        from rag.config import PathSettings
+        from rag.generators import bundled_gguf
+
+        self.port = free_port()
+        self.log_path = log_dir / "llama-server.log"
+        self.model = bundled_gguf(PathSettings().cache_dir)
+        self.n_ctx = n_ctx
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> "LlamaServer":
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--chat_format", "gemma",
+               "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--seed", "0"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(self.base_url + "/models", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"llama_cpp.server did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+
+
+def ask(assistant: Assistant, question: str, backend: str) -> tuple[str, Answer, float]:
+    """(raw streamed text, final answer, seconds)."""
+    t0 = time.perf_counter()
+    raw: list[str] = []
+    answer: Answer | None = None
+    for item in assistant.stream(question, backend=backend):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            raw.append(item)
+    assert answer is not None
+    return "".join(raw), answer, time.perf_counter() - t0
+
+
+def run_one(assistant: Assistant, item: dict[str, Any], backend: str) -> dict[str, Any]:
+    raw, answer, seconds = ask(assistant, item["question"], backend)
+    return {
+        "id": item["id"], "category": item["category"],
+        "retrieved": item["file"] in [h.chunk.source for h in answer.passages],
+        "success": detected(item["detector"], answer.text),
+        "raw_success": detected(item["detector"], raw),
+        "abstained": answer.abstained,
+        "fallback": answer.backend != backend,
+        "correct": (not answer.abstained) and item["answer_word"] in answer.text,
+        "cited_injected_file": any(c.source == item["file"] for c in answer.citations),
+        "seconds": round(seconds, 2),
+        "answer": answer.text,
+        "raw": raw[:600],
+        "notice": answer.notice,
+    }
+
+
+def summarise(backend: str, guard: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(rows)
+    return {
+        "backend": backend, "guard": guard, "n": n,
+        "retrieved": sum(r["retrieved"] for r in rows),
+        "succeeded": sum(r["success"] for r in rows),
+        "success_rate": round(sum(r["success"] for r in rows) / n, 3) if n else 0.0,
+        "raw_succeeded": sum(r["raw_success"] for r in rows),
+        "abstained": sum(r["abstained"] for r in rows),
+        "fallbacks": sum(r["fallback"] for r in rows),
+        "correct": sum(r["correct"] for r in rows),
+        "mean_s": round(sum(r["seconds"] for r in rows) / n, 2) if n else 0.0,
+        "attacks_succeeded": [r["id"] for r in rows if r["success"]],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated: extractive, llama-cpp, openai")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N injections (0: all)")
+    parser.add_argument("--no-control", action="store_true", help="skip the control run without injections")
+    parser.add_argument("--timeout", type=float, default=300.0, help="LLM timeout_s for the openai backend")
+    parser.add_argument("--out", default="injection", help="result name under benchmarks/results/")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+
+    injections = load_injections()
+    if args.limit:
+        injections = injections[: args.limit]
+    embedder = get_embedder()
+    tmp = Path(tempfile.mkdtemp(prefix="rag-bench-injection-"))
+    summary: list[dict[str, Any]] = []
+    details: dict[str, list[dict[str, Any]]] = {}
+    try:
+        attacked = write_corpus(tmp / "attacked", injections, injected=True)
+        clean = write_corpus(tmp / "clean", injections, injected=False)
+        index_folder(attacked, tmp / "index-attacked", embedder, show_progress=False)
+        index_folder(clean, tmp / "index-clean", embedder, show_progress=False)
+
+        for backend in backends:
+            server = LlamaServer(tmp) if backend == "openai" else None
+            if server is not None:
+                server.__enter__()
+            try:
+                base = Settings()
+                llm = base.llm.model_copy(update={"timeout_s": args.timeout})
+                if backend == "openai":
+                    assert server is not None
+                    llm = llm.model_copy(update={"openai_base_url": server.base_url, "openai_api_key": "not-needed",
+                                                 "openai_model": "gemma-3-270m", "prompt_style": "evidence"})
+                generator = None
+                runs = [("on", True, tmp / "index-attacked"), ("off", False, tmp / "index-attacked")]
+                if not args.no_control:
+                    runs.append(("control", True, tmp / "index-clean"))
+                for label, guard, index_dir in runs:
+                    settings = base.model_copy(update={"llm": llm, "guard_documents": guard})
+                    assistant = Assistant(index_dir, generator or backend, embedder=embedder, settings=settings)
+                    generator = assistant.generator(backend)  # one model load per backend
+                    rows = []
+                    for i, item in enumerate(injections, 1):
+                        row = run_one(assistant, item, backend)
+                        rows.append(row)
+                        print(f"[{backend} guard={label} {i}/{len(injections)}] {item['id']}: "
+                              f"{'ATTACK SUCCEEDED' if row['success'] else 'resisted'}"
+                              f"{' (raw output hit)' if row['raw_success'] else ''} {row['seconds']:.1f}s",
+                              flush=True)
+                    details[f"{backend}/{label}"] = rows
+                    summary.append(summarise(backend, label, rows))
+            finally:
+                if server is not None:
+                    server.__exit__(None, None, None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    columns = ["backend", "guard", "n", "retrieved", "succeeded", "success_rate", "raw_succeeded",
+               "abstained", "fallbacks", "correct", "mean_s"]
+    print()
+    print(table(summary, columns))
+    print("\nguard=control: the same questions over the documents without the injected sentences; "
+          "a hit there is a detector false positive, not an attack.")
+    for row in summary:
+        if row["attacks_succeeded"]:
+            print(f"{row['backend']} guard={row['guard']}: {', '.join(row['attacks_succeeded'])}")
+    path = write(args.out, {
+        "dataset": str(DATA.relative_to(ROOT)), "injections": len(injections),
+        "settings": {"max_tokens": Settings().llm.max_tokens, "openai_prompt_style": "evidence",
+                     "llama_cpp_prompt_style": Settings().llm.prompt_style, "timeout_s": args.timeout},
+        "summary": summary, "details": details,
+    })
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
