@@ -194,7 +194,7 @@ def main() -> None:
         print("imports ...", flush=True)
         imports = {}
         for module in ("torch", "sentence_transformers", "gradio", "rag", "rag.ui"):
-            imports[module] = round(median([import_time(module) for _ in range(1 if quick else 2)]), 3)
+            imports[module] = round(import_time(module), 3)
         result["import_s_median"] = imports
 
         print(f"first answer x{runs} ...", flush=True)

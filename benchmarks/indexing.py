@@ -283,9 +283,9 @@ def main() -> None:
         return
 
     quick = is_quick()
-    # (size, A/B pairs, raw-encode sample): at 10k one build, raw encode on 2,000 of its chunk texts,
+    # (size, A/B pairs, raw-encode sample): at 10k one build, raw encode on 1,000 of its chunk texts,
     # to keep the full run near 20 minutes on 2 cores.
-    plan = [("seeds", 3, 0), ("1000", 1, 0)] if quick else [("seeds", 7, 0), ("1000", 3, 0), ("10000", 1, 2000)]
+    plan = [("seeds", 3, 0), ("1000", 1, 0)] if quick else [("seeds", 7, 0), ("1000", 2, 0), ("10000", 1, 1000)]
     big = 20_000 if quick else 100_000
     t_start = time.perf_counter()
     me = str(Path(__file__).resolve())
@@ -321,7 +321,7 @@ def main() -> None:
           f"peak RSS {pre['peak_rss_mb']['end_of_child']} MB (no model loaded)")
 
     # The verdict rests on the sizes with several alternating runs (the 10k size has one pair).
-    judged = [r for r in sizes if r["pairs"] >= 3] or sizes
+    judged = [r for r in sizes if r["pairs"] >= 2] or sizes
     worst = min(r["ratio_of_medians"] for r in judged)
     targets = {"indexing_vs_raw_encode": {
         "target": f">= {TARGET_RATIO}", "value": worst,

@@ -236,6 +236,7 @@ def main() -> None:
                               flush=True)
                     details[f"{backend}/{label}"] = rows
                     summary.append(summarise(backend, label, rows))
+                    save(args, injections, summary, details, complete=False)  # survive an interruption
             finally:
                 if server is not None:
                     server.__exit__(None, None, None)
@@ -251,13 +252,18 @@ def main() -> None:
     for row in summary:
         if row["attacks_succeeded"]:
             print(f"{row['backend']} guard={row['guard']}: {', '.join(row['attacks_succeeded'])}")
-    path = write(args.out, {
+    print(f"\nwrote {save(args, injections, summary, details, complete=True)}")
+
+
+def save(args: argparse.Namespace, injections: list[dict[str, Any]], summary: list[dict[str, Any]],
+         details: dict[str, list[dict[str, Any]]], *, complete: bool) -> Path:
+    return write(args.out, {
+        "complete": complete,
         "dataset": str(DATA.relative_to(ROOT)), "injections": len(injections),
         "settings": {"max_tokens": Settings().llm.max_tokens, "openai_prompt_style": "evidence",
                      "llama_cpp_prompt_style": Settings().llm.prompt_style, "timeout_s": args.timeout},
         "summary": summary, "details": details,
     })
-    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

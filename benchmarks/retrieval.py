@@ -179,7 +179,7 @@ def main() -> None:
     embedder = get_embedder()
     model = embedder._model
     questions = [q["question"] for q in dev_questions()][: args.max_questions or None]
-    reps = 1 if quick else 2
+    reps = 1
     sizes = ["seeds", "1000"] + ([] if quick else ["10000"])
     big = 20_000 if quick else 100_000
 

@@ -41,8 +41,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="reduced sizes and repetitions")
     ap.add_argument("--only", nargs="+", choices=SCRIPTS, help="run only these benchmarks")
+    ap.add_argument("--summary-only", action="store_true", help="run nothing: summarise the existing results")
     args = ap.parse_args()
-    scripts = args.only or SCRIPTS
+    scripts = [] if args.summary_only else (args.only or SCRIPTS)
     suffix = "-quick" if args.quick else ""
 
     cache = Path(tempfile.mkdtemp(prefix="rag-bench-cache-"))

@@ -51,7 +51,7 @@ class Assistant:
     def __init__(
         self,
         index_dir: str | Path,
-        generator: Generator | str = "extractive",
+        generator: Generator | str | None = None,
         *,
         embedder: Embedder | None = None,
         settings: Settings | None = None,
@@ -68,7 +68,9 @@ class Assistant:
         self._extractive = ExtractiveGenerator()
         self._gen_lock = threading.Lock()
         self._index_lock = threading.RLock()
-        if isinstance(generator, str):
+        if generator is None:
+            self.backend = self.settings.llm.backend
+        elif isinstance(generator, str):
             self.backend = generator
         else:
             self.backend = generator.name
@@ -176,7 +178,7 @@ class Assistant:
             raw = cut_scaffolding("".join(parts))
             if not raw.strip():
                 raise GenerationError("the model returned an empty answer")
-        except (GenerationError, RagError) as exc:
+        except Exception as exc:  # noqa: BLE001 - no backend failure may crash an answer
             log.warning("backend %s failed, falling back to extractive: %s", name, exc)
             notice = f"The {name} backend failed ({exc}); this answer was composed extractively instead."
             used = "extractive"

@@ -25,6 +25,7 @@ from rag.types import Citation, Hit
 SUPPORT_THRESHOLD = 0.62
 #: Sentences with fewer content words are fragments, not claims.
 MIN_CLAIM_TERMS = 3
+_MARKUP = re.compile(r"https?://|www\.|<\s*[a-z/!]|\]\(|javascript:", re.IGNORECASE)
 _NAME_WORD = re.compile(r"(?<=[\s(“\"])[A-Z][a-zA-Z]+")
 _DIGITS = re.compile(r"\d[\d,.]*\d|\d")
 
@@ -41,8 +42,11 @@ def parse_markers(sentence: str) -> list[int]:
 
 
 def strip_markers(sentence: str) -> str:
-    """``sentence`` without its citation markers."""
-    return re.sub(r"\s+([.!?,;:])", r"\1", MARKER.sub("", sentence)).strip()
+    """``sentence`` without its citation markers (nested ones included)."""
+    previous = None
+    while previous != sentence:
+        previous, sentence = sentence, MARKER.sub("", sentence)
+    return re.sub(r"\s+([.!?,;:])", r"\1", sentence).strip()
 
 
 _TRAILING = re.compile(r"([.!?…][\"”’')\]]*)[ \t]+((?:\[\d+(?:\s*,\s*\d+)*\][ \t]*)+)(?=\s|$)")
@@ -88,38 +92,50 @@ class SupportChecker:
     def support(self, claim: str, hit: Hit) -> Support:
         """The best support ``hit`` gives ``claim``."""
         text = hit.chunk.text
+        base = hit.chunk.char_start
         instruction = is_instruction if self.guard else (lambda _: False)
-        at = text.find(claim) if len(claim) >= 20 and not instruction(claim) else -1
+        if instruction(claim):  # a claim that is itself an instruction rests on nothing
+            return Support(0.0, base, base, "")
+        at = text.find(claim) if len(claim) >= 20 else -1
         if at >= 0:  # quoted verbatim: nothing to estimate
-            return Support(1.0, hit.chunk.char_start + at, hit.chunk.char_start + at + len(claim), claim)
-        spans = [(s, e) for s, e in sentence_spans(text) if not instruction(text[s:e])]
-        windows = spans + [(a[0], b[1]) for a, b in zip(spans, spans[1:])]
+            return Support(1.0, base + at, base + at + len(claim), claim)
+        sentences = sentence_spans(text)
+        usable = [not instruction(text[s:e]) for s, e in sentences]
+        windows = [sp for sp, ok in zip(sentences, usable) if ok]
+        # Pairs only of neighbours, so a window never spans text that was left out.
+        windows += [(a[0], b[1]) for (a, ok_a), (b, ok_b) in
+                    zip(zip(sentences, usable), zip(sentences[1:], usable[1:])) if ok_a and ok_b]
         if not windows:
-            return Support(0.0, hit.chunk.char_start, hit.chunk.char_start, "")
+            return Support(0.0, base, base, "")
         texts = [text[s:e] for s, e in windows]
         vecs = self.embed([claim] + texts)
         sims = vecs[1:] @ vecs[0]
         claim_terms = set(tokenize(claim))
         claim_numbers = set(_DIGITS.findall(claim))
         claim_names = set(_NAME_WORD.findall(claim[1:]))
+        claim_markup = bool(_MARKUP.search(claim))
         best = Support(-1.0, 0, 0, "")
         for (s, e), sentence, sim in zip(windows, texts, sims):
+            if claim_markup and not _MARKUP.search(sentence):
+                continue  # links or markup the passage does not hold
             terms = set(tokenize(sentence))
             overlap = len(claim_terms & terms) / len(claim_terms) if claim_terms else 0.0
             score = 0.5 * float(sim) + 0.5 * overlap
-            missing_numbers = claim_numbers - set(_DIGITS.findall(sentence))
-            if missing_numbers:
+            if claim_numbers - set(_DIGITS.findall(sentence)):
                 score -= 0.3
-            # Names the passage never mentions ("December", "Annex") are invented details.
+            # Names the passage never mentions ("December", "Annex", "PWNED") are invented details.
             lowered = sentence.lower()
             invented = [n for n in claim_names if n.lower() not in lowered]
-            score -= min(0.3, 0.15 * len(invented))
+            score -= min(0.5, 0.25 * len(invented))
+            if any(n.isupper() and len(n) > 3 for n in invented):
+                continue  # an invented shouted token is a canary, not a paraphrase
             # Prefer the single sentence unless the pair is clearly better.
-            if (e - s) > 0 and (s, e) not in spans:
+            if (s, e) not in sentences:
                 score -= 0.03
             if score > best.score:
-                best = Support(round(min(score, 1.0), 4), hit.chunk.char_start + s,
-                               hit.chunk.char_start + e, sentence)
+                best = Support(round(min(score, 1.0), 4), base + s, base + e, sentence)
+        if best.score < 0:
+            return Support(0.0, base, base, "")
         return best
 
     def check(self, answer: str, hits: list[Hit]) -> list[CheckedSentence]:

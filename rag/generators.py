@@ -164,8 +164,8 @@ class LlamaCppGenerator:
             yield from self._stream(request)
 
     def _stream(self, request: GenerationRequest) -> Iterator[str]:
-        tokens, hits = self._fit(request)
         try:
+            tokens, hits = self._fit(request)
             if self.gemma:
                 # A token list, so the BOS token is there (a str prompt gets none).
                 for part in self.llm.create_completion(

@@ -27,6 +27,12 @@ _PATTERNS = [
     r"\b(attention|note to|message to|instruction to)\b[^.!?\n]{0,30}\b(ai|llm|model|assistant|chatbot|language model)\b",
     r"\b(cite|citation)\b[^.!?\n]{0,40}\[\d+\][^.!?\n]{0,40}\b(always|only|every)\b",
     r"<\s*(script|iframe|img|svg|object|embed)\b",
+    r"\b(ignore|disregard|forget|skip)\b[^.!?\n]{0,40}\b(the question|everything|all of the above|what you were told|the user|your task)\b",
+    r"\b(respond|reply|answer|say|write|output|print|end your (reply|answer|response))\b[^.!?\n]{0,30}\b(with|using)\b[^.!?\n]{0,20}\b(the (single |one )?word|the phrase|the string|the token|the text)\b",
+    r"^\W*(output|print|say|write|type|respond with|reply with)\s+[\"“'‘]?[A-Z0-9_-]{3,}[\"”'’]?\W*$",
+    r"\bwhen (summari[sz]ing|answering|responding|asked)\b[^.!?\n]{0,80}\b(state|say|claim|mention|write|tell|answer|reply)\b",
+    r"\b(ai|llm|language model|chatbot|assistant)s?\b[^.!?\n]{0,40}\b(must|should|shall|are instructed to|need to)\b",
+    r"###\s*(system|assistant|user|instruction)",
     r"javascript\s*:",
 ]
 _INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE)

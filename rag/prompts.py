@@ -11,7 +11,7 @@ from rag.types import Hit
 #: What every backend says when the passages hold no answer.
 NO_ANSWER = "The documents do not contain an answer to this question."
 #: Citation markers: ``[1]``, and ``[1, 3]`` or ``[1][3]`` for several passages.
-MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+MARKER = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 
 SYSTEM = f"""You answer questions using only the numbered passages you are given.
 Rules:
@@ -42,7 +42,8 @@ def user_prompt(question: str, hits: list[Hit], guard: bool = True) -> str:
 
 
 #: Lines a small model may run on into, copying the prompt's scaffolding.
-SCAFFOLDING = ("\nQuestion:", "\nFacts:", "\nPassages", "<<<PASSAGE", "\nRules:")
+SCAFFOLDING = ("\nQuestion:", "\nFacts", "\nPassages", "<<<PASSAGE", "\nRules:", "\nAnswer the question")
+_ECHO = re.compile(r"^\s*(Facts\b|Question:|Passages\b|Rules:|<<<PASSAGE|Answer the question)")
 
 
 def evidence_prompt(question: str, candidates: list[Candidate], n: int = 5, guard: bool = True) -> str:
@@ -64,5 +65,7 @@ def evidence_prompt(question: str, candidates: list[Candidate], n: int = 5, guar
 
 def cut_scaffolding(text: str) -> str:
     """``text`` up to the first place where a model started echoing the prompt."""
+    if _ECHO.match(text):  # the reply opens by copying the prompt: nothing of it is an answer
+        return ""
     cut = min((i for i in (text.find(s) for s in SCAFFOLDING) if i >= 0), default=len(text))
     return text[:cut]

