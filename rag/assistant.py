@@ -189,16 +189,25 @@ class Assistant:
         t2 = time.perf_counter()
         checked = self.checker.check(raw, hits)
         text, citations = compose(checked, hits, self._page_of)
+        checks = {"sentences": len(checked), "supported": sum(c.passage is not None for c in checked),
+                  "recited": sum(c.recited for c in checked)}
+        if not citations and used != "extractive":
+            # The passages hold an answer (the decision above said so) but the model's text
+            # could not be verified: show verifiable quotes rather than claim there is none.
+            notice = (f"The {used} answer could not be verified against the passages, "
+                      "so the best-supported sentences are quoted instead.")
+            used = "extractive"
+            extractive = "".join(self._extractive.stream(request))
+            yield "\n\n" + extractive
+            text, citations = compose(self.checker.check(extractive, hits), hits, self._page_of)
         timings["check_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0
         if not citations:
             answer = self._abstain(q, hits, used, timings,
                                    Decision(False, "no sentence of the answer was supported"), notice)
-            answer.checks = {"sentences": len(checked), "supported": 0, "recited": 0}
+            answer.checks = checks
             yield answer
             return
-        checks = {"sentences": len(checked), "supported": sum(c.passage is not None for c in checked),
-                  "recited": sum(c.recited for c in checked)}
         yield Answer(q, text, citations, hits, False, used, timings, notice, checks)
 
     def _abstain(self, q: str, hits: list[Hit], backend: str, timings: dict[str, float],

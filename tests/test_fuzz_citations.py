@@ -58,8 +58,8 @@ def test_strip_markers_removes_every_marker_and_keeps_the_words(case: tuple[str,
     sentence, _ = case
     stripped = strip_markers(sentence)
     assert MARKER.search(stripped) is None
-    words = lambda s: re.findall(r"\w+", MARKER.sub(" ", s))  # noqa: E731
-    assert words(stripped) == words(sentence)
+    letters = lambda s: "".join(re.findall(r"\w+", MARKER.sub(" ", s)))  # noqa: E731
+    assert letters(stripped) == letters(sentence)  # no word character lost or added
 
 
 @FAST
@@ -182,8 +182,12 @@ class _Tags(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
 
+#: Titles and file names without line breaks (see test_xss.py for titles that hold one).
+_ONE_LINE = _HOSTILE_TEXT.map(lambda s: re.sub(r"[\r\n]", " ", s))
+
+
 @FAST
-@given(text=_HOSTILE_TEXT, title=_HOSTILE_TEXT, source=_HOSTILE_TEXT, quote=_HOSTILE_TEXT,
+@given(text=_HOSTILE_TEXT, title=_ONE_LINE, source=_ONE_LINE, quote=_HOSTILE_TEXT,
        notice=_HOSTILE_TEXT, question=_HOSTILE_TEXT, abstained=st.booleans(), n=st.integers(0, 3))
 def test_rendering_any_answer_is_inert(text: str, title: str, source: str, quote: str, notice: str,
                                        question: str, abstained: bool, n: int) -> None:

@@ -124,8 +124,11 @@ def test_extractive_does_not_obey_the_injection(injected) -> None:  # noqa: ANN0
 ])
 def test_obeyed_injection_alone_is_removed(injected, obeyed: str) -> None:  # noqa: ANN001
     deltas, answer = collect(injected(FakeLLM(obeyed)).stream(INJECTION_QUESTION))
-    assert "".join(deltas) == obeyed  # the raw stream is the model's; the Answer is checked
-    assert answer.abstained and answer.text == NO_ANSWER and answer.backend == "fake"
+    assert "".join(deltas).startswith(obeyed)  # the raw stream is the model's; the Answer is checked
+    # Nothing of the obeyed text survives: verified quotes replace it (or, failing those, no answer).
+    assert answer.backend == "extractive" and "could not be verified" in answer.notice
+    assert answer.abstained or all(INJECTION_FACT.startswith(c.quote[:40]) or c.support == 1.0
+                                   for c in answer.citations)
     assert_no_leak(answer)
 
 

@@ -227,13 +227,14 @@ def test_guard_on_never_quotes_the_markup(hostile_index: Path, embedder) -> None
 
 
 def test_abstention_with_hostile_passages_and_question(hostile_index: Path, embedder) -> None:
-    fake = FakeGenerator("Bananas grow in bunches on tall tropical plants. [1]")  # unsupported: abstains
-    question = f"What does the Quartz Valley survey log show in the margin {IMG}?"
+    fake = FakeGenerator(HOSTILE_OUTPUT)
+    question = "What do zebras, quokkas, wombats and platypuses eat?"  # nothing in the corpus: abstains
     answer, partials = _run(Assistant(hostile_index, fake, embedder=embedder), question)
-    assert answer.abstained and answer.passages
+    assert answer.abstained and answer.passages and not fake.requests
+    answer.question = f"{question} {IMG} {SCRIPT}"
     views = _views(answer, partials)
     _assert_inert(views)
-    assert IMG in visible_text(views["question"])
+    assert IMG in visible_text(views["question"]) and SCRIPT in visible_text(views["panel"])
     assert SCRIPT in visible_text(views["sources"])  # the related passages show the markup as text
 
 
@@ -259,6 +260,28 @@ def test_documents_table_and_messages(hostile_index: Path, embedder) -> None:
     _assert_inert(views)
     assert "<script>" in visible_text(views["documents"])
     assert HOSTILE_FILE in visible_text(views["documents"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG rag/render.py esc(): line breaks are kept, so a title or file name holding a blank line (an HTML "
+    "<title>Annual\\n\\nReport</title>, kept as is by rag/loaders.py _load_html) puts a blank line inside "
+    "answer_html's marker title attribute; the Chatbot renders Markdown, which ends the HTML block there: "
+    "in the browser the [1] marker vanishes, the rest of the tag shows as text and the meta line becomes the "
+    "link text (seen with the real app). Expected: no newline in rendered HTML (test_render.py's own rule)"))
+def test_a_title_with_a_blank_line_keeps_the_answer_html_on_one_line(tmp_path: Path, embedder) -> None:
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "annual.html").write_text(
+        "<html><head><title>Annual\n\n  Report</title></head><body>"
+        "<p>The Hollin depot stores exactly 4,812 spare propeller blades for the fleet.</p></body></html>",
+        encoding="utf-8")
+    index_folder(corpus, tmp_path / "index", embedder, show_progress=False)
+    answer = Assistant(tmp_path / "index", "extractive", embedder=embedder).ask(
+        "How many spare propeller blades does the Hollin depot store?")
+    assert answer.citations
+    for markup in (render.answer_html(answer), render.sources_html(answer)):
+        _assert_inert({"markup": markup})
+        assert "\n" not in markup and "\r" not in markup
 
 
 def test_the_checker_itself_catches_markup() -> None:
