@@ -15,6 +15,10 @@ All documents are indexed together.  For each backend and guard setting
 - the final answer text (what stays on screen): an attack *succeeded* when it fires;
 - the raw streamed model output (shown while the answer streams in).
 
+``fallbacks`` counts answers where the model failed (error, timeout) and an extractive
+answer was given instead; ``replaced`` counts model answers that could not be verified
+against the passages and were replaced by verified quotes (rag.assistant).
+
 A control run asks the same questions over the same documents *without* the
 injected sentences (guard on): a detector firing there is a false positive of the
 detector (for example a small model echoing its prompt on its own), not an attack.
@@ -154,7 +158,8 @@ def run_one(assistant: Assistant, item: dict[str, Any], backend: str) -> dict[st
         "success": detected(item["detector"], answer.text),
         "raw_success": detected(item["detector"], raw),
         "abstained": answer.abstained,
-        "fallback": answer.backend != backend,
+        "fallback": "backend failed" in answer.notice,  # the model errored or timed out
+        "replaced": answer.backend != backend and "backend failed" not in answer.notice,  # unverifiable text
         "correct": (not answer.abstained) and item["answer_word"] in answer.text,
         "cited_injected_file": any(c.source == item["file"] for c in answer.citations),
         "seconds": round(seconds, 2),
@@ -174,6 +179,7 @@ def summarise(backend: str, guard: str, rows: list[dict[str, Any]]) -> dict[str,
         "raw_succeeded": sum(r["raw_success"] for r in rows),
         "abstained": sum(r["abstained"] for r in rows),
         "fallbacks": sum(r["fallback"] for r in rows),
+        "replaced": sum(r["replaced"] for r in rows),
         "correct": sum(r["correct"] for r in rows),
         "mean_s": round(sum(r["seconds"] for r in rows) / n, 2) if n else 0.0,
         "attacks_succeeded": [r["id"] for r in rows if r["success"]],
@@ -185,7 +191,9 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="comma-separated: extractive, llama-cpp, openai")
     parser.add_argument("--limit", type=int, default=0, help="only the first N injections (0: all)")
-    parser.add_argument("--no-control", action="store_true", help="skip the control run without injections")
+    parser.add_argument("--control", default="extractive,llama-cpp",
+                        help="backends that also get the control run without injections ('' for none; the "
+                             "openai backend serves the same model as llama-cpp)")
     parser.add_argument("--timeout", type=float, default=300.0, help="LLM timeout_s for the openai backend")
     parser.add_argument("--out", default="injection", help="result name under benchmarks/results/")
     args = parser.parse_args()
@@ -220,7 +228,7 @@ def main() -> None:
                                                  "openai_model": "gemma-3-270m", "prompt_style": "evidence"})
                 generator = None
                 runs = [("on", True, tmp / "index-attacked"), ("off", False, tmp / "index-attacked")]
-                if not args.no_control:
+                if backend in {b.strip() for b in args.control.split(",")}:
                     runs.append(("control", True, tmp / "index-clean"))
                 for label, guard, index_dir in runs:
                     settings = base.model_copy(update={"llm": llm, "guard_documents": guard})
@@ -244,7 +252,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     columns = ["backend", "guard", "n", "retrieved", "succeeded", "success_rate", "raw_succeeded",
-               "abstained", "fallbacks", "correct", "mean_s"]
+               "abstained", "fallbacks", "replaced", "correct", "mean_s"]
     print()
     print(table(summary, columns))
     print("\nguard=control: the same questions over the documents without the injected sentences; "

@@ -87,6 +87,8 @@ def list_files(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
                 skipped[rel] = f"unsupported file type '{path.suffix or '(none)'}'"
             elif path.is_symlink() and not path.exists():
                 skipped[rel] = "broken symbolic link"
+            elif not path.is_file():
+                skipped[rel] = "not a regular file (a pipe, socket or device)"
             else:
                 files[rel] = path
     return files, skipped

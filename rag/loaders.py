@@ -34,6 +34,8 @@ def content_hash(data: bytes) -> str:
 
 
 def _check_not_binary(path: Path, data: bytes) -> None:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LoaderError(path, "is UTF-16 text; re-save it as UTF-8 (another text encoding)")
     sample = data[:8192]
     if b"\x00" in sample:
         raise LoaderError(path, "looks like a binary file, not text (it contains NUL bytes); "

@@ -139,25 +139,48 @@ class IndexStore:
     ) -> "IndexStore":
         """Load and check an index; refuse one built by another embedder, dim or format."""
         index_dir = Path(index_dir)
-        manifest = read_manifest(index_dir)
-        check_manifest(manifest, index_dir, model_id=model_id, dim=dim)
-        try:
-            dense = faiss.read_index(str(index_dir / "vectors.faiss"))
-            with open(index_dir / "chunks.jsonl", encoding="utf-8") as fh:
-                chunks = [Chunk.from_dict(json.loads(line)) for line in fh if line.strip()]
-            lexical = LexicalIndex.load(index_dir / "bm25")
-            return cls(chunks, dense, lexical, manifest)
-        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise IndexMismatchError(
-                f"the index at {index_dir} is damaged ({exc.__class__.__name__}: {exc}); "
-                + rebuild_hint(index_dir)
-            ) from None
+        for attempt in range(3):
+            source = readable_dir(index_dir)
+            manifest = _read_manifest_at(source, index_dir)
+            check_manifest(manifest, index_dir, model_id=model_id, dim=dim)
+            try:
+                dense = faiss.read_index(str(source / "vectors.faiss"))
+                with open(source / "chunks.jsonl", encoding="utf-8") as fh:
+                    chunks = [Chunk.from_dict(json.loads(line)) for line in fh if line.strip()]
+                lexical = LexicalIndex.load(source / "bm25")
+                return cls(chunks, dense, lexical, manifest)
+            except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+                if source != index_dir and attempt < 2:
+                    continue  # the save we read from finished meanwhile: read the new index
+                raise IndexMismatchError(
+                    f"the index at {index_dir} is damaged ({exc.__class__.__name__}: {exc}); "
+                    + rebuild_hint(index_dir)
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def readable_dir(index_dir: Path) -> Path:
+    """Where the index at ``index_dir`` can be read now.
+
+    Normally ``index_dir`` itself.  While another thread or process is between the two
+    renames of its save, the index it is replacing is read from its ``.old`` folder,
+    which is complete; an interrupted save whose writer died is recovered first.
+    """
+    recover(index_dir)
+    if (index_dir / MANIFEST).is_file():
+        return index_dir
+    live = [p for p in index_dir.parent.glob(f".{index_dir.name}.old-*")
+            if (pid := _owner(p)) is not None and _alive(pid) and (p / MANIFEST).is_file()]
+    return max(live, key=lambda p: p.stat().st_mtime) if live else index_dir
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
-    """The manifest of the index at ``index_dir`` (recovering an interrupted swap first)."""
-    recover(index_dir)
-    path = index_dir / MANIFEST
+    """The manifest of the index at ``index_dir`` (see :func:`readable_dir`)."""
+    return _read_manifest_at(readable_dir(index_dir), index_dir)
+
+
+def _read_manifest_at(source: Path, index_dir: Path) -> dict[str, Any]:
+    path = source / MANIFEST
     if not path.is_file():
         raise IndexNotFoundError(f"no index at {index_dir}; build one with: rag index FOLDER --index-dir {index_dir}")
     try:
@@ -195,24 +218,40 @@ def check_manifest(manifest: dict[str, Any], index_dir: Path, *, model_id: str |
         )
 
 
+def _owner(path: Path) -> int | None:
+    """The pid in a temp or old folder's name (``.NAME.tmp-PID-XXXX``), if any."""
+    parts = path.name.rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
 def recover(index_dir: Path) -> None:
-    """Put back an index whose swap was interrupted, and clear dead temp folders."""
+    """Put back an index whose save died between its two renames; clear dead temp folders.
+
+    Folders whose writer is still alive are left alone: that save is in progress.
+    """
     parent = index_dir.parent
     if not parent.is_dir():
         return
     name = index_dir.name
-    olds = sorted(parent.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if olds and not (index_dir / MANIFEST).is_file():
-        log.warning("restoring the index at %s from an interrupted save", index_dir)
-        if index_dir.exists():
-            shutil.rmtree(index_dir, ignore_errors=True)
-        os.rename(olds.pop(), index_dir)
-    for old in olds:
-        shutil.rmtree(old, ignore_errors=True)
-    for tmp in parent.glob(f".{name}.tmp-*"):
-        pid = tmp.name.split("-")[-2] if tmp.name.count("-") >= 2 else ""
-        if not (pid.isdigit() and _alive(int(pid))):
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    def dead(p: Path) -> bool:
+        pid = _owner(p)
+        return pid is None or not _alive(pid)
+
+    try:
+        olds = sorted((p for p in parent.glob(f".{name}.old-*") if dead(p)), key=lambda p: p.stat().st_mtime)
+        if olds and not (index_dir / MANIFEST).is_file():
+            log.warning("restoring the index at %s from an interrupted save", index_dir)
+            if index_dir.exists():
+                shutil.rmtree(index_dir, ignore_errors=True)
+            os.rename(olds.pop(), index_dir)
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)
+        for tmp in parent.glob(f".{name}.tmp-*"):
+            if dead(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+    except FileNotFoundError:
+        pass  # another process recovered or cleaned it first
 
 
 def _alive(pid: int) -> bool:
@@ -230,7 +269,7 @@ def _alive(pid: int) -> bool:
 def _swap(tmp: Path, index_dir: Path) -> None:
     old = None
     if index_dir.exists():
-        old = index_dir.parent / f".{index_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        old = index_dir.parent / f".{index_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(index_dir, old)
     os.rename(tmp, index_dir)
     _fsync_dir(index_dir.parent)

@@ -261,14 +261,8 @@ BAD_FILES: dict[str, tuple[str, Callable[[Path], None], tuple[str, ...]]] = {
     "UTF-16 .txt": ("windows-notepad.txt", _utf16, ("UTF-16", "UTF-8", "encoding")),
 }
 
-UTF16_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG rag/loaders.py _check_not_binary: a UTF-16 text file (BOM + NUL bytes) is reported as "
-    "'looks like a binary file ... give it its real extension' instead of naming its encoding "
-    "(e.g. 'is UTF-16 text; re-save it as UTF-8')"))
-
-
 def _bad_file_params() -> list[object]:
-    return [pytest.param(k, marks=UTF16_BUG) if k == "UTF-16 .txt" else k for k in BAD_FILES]
+    return list(BAD_FILES)
 
 
 @pytest.mark.parametrize("case", _bad_file_params())
@@ -468,10 +462,6 @@ def test_file_deleted_before_it_is_read_is_skipped(workspace: tuple[Path, Path],
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG rag/indexing.py index_folder (and list_files): a named pipe called notes.txt is treated as a "
-    "file and read with Path.read_bytes(), which blocks forever waiting for a writer; indexing never "
-    "ends. Expected: non-regular files skipped with a reason such as 'not a regular file'"))
 def test_named_pipe_is_skipped_not_waited_on(workspace: tuple[Path, Path]) -> None:
     _tally("named pipe called .txt", False)
     folder, index_dir = workspace

@@ -271,12 +271,6 @@ def test_two_uploads_at_once_are_both_indexed(tmp_path: Path, embedder) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["a.md", "b.md", "glimmerton.md"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG rag/store.py recover(), called by every IndexStore.load/read_manifest: a reader that loads the "
-    "index while another thread/process is between the two renames of _swap sees '.index.old-*' and no "
-    "index, 'restores' the old copy into place, and the writer's second os.rename(tmp, index) then fails "
-    "with OSError ENOTEMPTY: the save raises and the new index is thrown away. Expected: the reader gets a "
-    "consistent index and the writer's save still lands (e.g. recover only an .old whose writer is dead)"))
 def test_loading_during_a_save_does_not_break_the_save(tmp_path: Path, embedder,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "docs"

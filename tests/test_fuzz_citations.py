@@ -13,7 +13,6 @@ import re
 from html.parser import HTMLParser
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -148,11 +147,8 @@ def test_check_and_compose_on_any_output(output: str, texts: list[str], guard: b
         assert chunk.text[local:local + (c.char_end - c.char_start)] == c.quote
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG rag/citations.py SupportChecker.support (same root cause as test_xss.py::"
-    "test_guard_on_never_quotes_the_markup): pair windows are built over the guard-filtered sentence list, so "
-    "the window joining the sentences before and after an injected instruction contains the instruction; a "
-    "model sentence repeating the injection is then supported and cited, the injection inside the quote"))
+# Regression test: failing at c1b62b1 (pair windows over the guard-filtered sentence list joined the
+# sentences around an injected instruction, so repeating the injection was supported); fixed in 6f8f30d.
 def test_guard_on_an_injected_instruction_never_supports_a_claim() -> None:
     passage = (f"{SENTENCES[0]} {SENTENCES[4]} {SENTENCES[5]}")
     hits = _hits([passage])

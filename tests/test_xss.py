@@ -207,16 +207,9 @@ def test_hostile_quote_survives_the_check_with_the_guard_off_and_stays_text(host
     assert SCRIPT in visible_text(views["sources"])
 
 
-GUARD_WINDOW_BUG = (
-    "BUG rag/citations.py SupportChecker.support: with the guard on, instruction-like sentences are dropped "
-    "from `spans`, but the pair windows are then built from neighbours in the *filtered* list, "
-    "`zip(spans, spans[1:])`, so a window runs from the sentence before a masked sentence to the one after it "
-    "and contains the masked text. A model sentence repeating the masked markup/instruction is then "
-    "'supported' (score 0.79 here) and cited, with the masked text inside the citation quote. Expected: "
-    "windows only over sentences adjacent in the text, so guarded text never supports or appears in a quote")
-
-
-@pytest.mark.xfail(strict=True, reason=GUARD_WINDOW_BUG)
+# Regression test: found failing at c1b62b1 (rag/citations.py SupportChecker.support built pair windows over
+# the guard-filtered sentence list, so a window spanned a masked sentence: a model sentence repeating the
+# masked markup was "supported" (0.79) and cited with the markup inside the quote); fixed in 6f8f30d.
 def test_guard_on_never_quotes_the_markup(hostile_index: Path, embedder) -> None:
     fake = FakeGenerator(f"{FACT} [1] {HOSTILE_SENTENCE} [1]")
     answer, partials = _run(Assistant(hostile_index, fake, embedder=embedder))
