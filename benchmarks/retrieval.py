@@ -12,6 +12,10 @@ memory: HNSW, as rag.store picks above HNSW_THRESHOLD, and flat for comparison).
   every search, so the query is embedded each time, as for a new question;
 * warm: the same questions again, every query vector a cache hit.
 
+All variants of one size (modes, index kinds, baseline) run back to back on each
+question, in an order rotated question by question, so load bursts on a shared
+machine hit them alike.
+
 The baseline, in the same run: ``RecursiveCharacterTextSplitter(chunk_size=1000,
 chunk_overlap=200)`` over the same documents, the same MiniLM model object encoding
 each query (no cache), and a ``faiss.IndexFlatIP`` search.
@@ -43,48 +47,57 @@ K = 5
 TARGETS_MS = {"10000": 15.0, "100000": 50.0}
 
 
-def time_search(retriever, questions: list[str], mode: str, cold: bool, reps: int) -> list[float]:  # noqa: ANN001
+class Baseline:
+    """LangChain splitter chunks + FAISS IndexFlatIP; every query encoded by the model (no cache)."""
+
+    def __init__(self, docs: list[str], model, vectors: np.ndarray | None) -> None:  # noqa: ANN001
+        import faiss
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+        self.chunks = [c for d in docs for c in splitter.split_text(d)]
+        if vectors is None:
+            vecs = model.encode(self.chunks, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False).astype(np.float32)
+            self.source = "embedded"
+        else:
+            vecs = tiled_vectors(vectors, len(self.chunks), seed=1)
+            self.source = "pre-computed (tiled real vectors; IndexFlatIP search time does not depend on the values)"
+        self.index = faiss.IndexFlatIP(vecs.shape[1])
+        self.index.add(vecs)
+        self.model = model
+        self.search_only: list[float] = []
+
+    def search(self, q: str) -> None:
+        qv = self.model.encode([q], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        t0 = time.perf_counter()
+        self.index.search(np.asarray(qv, dtype=np.float32), K)
+        self.search_only.append(time.perf_counter() - t0)
+
+
+def interleaved(variants: dict, questions: list[str], reps: int) -> dict[str, list[float]]:
+    """Time every variant on every question, rotating their order question by question.
+
+    Variants run back to back on the same question, so a burst of load on the shared
+    machine hits all of them alike; ``cold`` variants clear the query-vector cache first.
+    """
     from rag.embeddings import _cached_query
 
-    out = []
+    names = list(variants)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    i = 0
     for _ in range(reps):
         for q in questions:
-            if cold:
-                _cached_query.cache_clear()
-            t0 = time.perf_counter()
-            retriever.search(q, K, mode)
-            out.append(time.perf_counter() - t0)
+            for j in range(len(names)):
+                name = names[(i + j) % len(names)]
+                fn, cold = variants[name]
+                if cold:
+                    _cached_query.cache_clear()
+                t0 = time.perf_counter()
+                fn(q)
+                out[name].append(time.perf_counter() - t0)
+            i += 1
     return out
-
-
-def baseline(docs: list[str], model, questions: list[str], vectors: np.ndarray | None,  # noqa: ANN001
-             reps: int) -> dict:
-    """LangChain splitter chunks + FAISS IndexFlatIP; every query encoded by the model."""
-    import faiss
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
-    chunks = [c for d in docs for c in splitter.split_text(d)]
-    if vectors is None:
-        vectors = model.encode(chunks, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                               show_progress_bar=False).astype(np.float32)
-        source = "embedded"
-    else:
-        vectors = tiled_vectors(vectors, len(chunks), seed=1)
-        source = "pre-computed (tiled real vectors; IndexFlatIP search time does not depend on the values)"
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    total, search_only = [], []
-    for _ in range(reps):
-        for q in questions:
-            t0 = time.perf_counter()
-            qv = model.encode([q], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-            t1 = time.perf_counter()
-            index.search(np.asarray(qv, dtype=np.float32), K)
-            t2 = time.perf_counter()
-            total.append(t2 - t0)
-            search_only.append(t2 - t1)
-    return {"chunks": len(chunks), "vectors": source, "cold": summary_ms(total), "search_only": summary_ms(search_only)}
 
 
 def hnsw_vs_flat(vectors: np.ndarray, queries: np.ndarray, hnsw=None, reps: int = 3) -> dict:  # noqa: ANN001
@@ -223,35 +236,46 @@ def main() -> None:
 
     rows: list[dict] = []
     detail: dict[str, dict] = {}
-    runs = [(s, stores[s][0], stores[s][0].manifest.get("index_type", "flat")) for s in sizes]
-    runs += [(str(big), big_store, big_store.manifest["index_type"])]
+    plan: dict[str, list[tuple[str, IndexStore]]] = {
+        s: [(stores[s][0].manifest.get("index_type", "flat"), stores[s][0])] for s in sizes}
+    plan[str(big)] = [(big_store.manifest["index_type"], big_store)]
     if big_store.manifest["index_type"] == "hnsw":
-        runs += [(str(big), big_flat, "flat*")]
-    for size, store, kind in runs:
-        retriever = Retriever(store, embedder)
-        print(f"timing {size} ({len(store.chunks)} chunks, {kind}) ...", flush=True)
-        modes = [(m, sr) for m, sr in (("dense", "dense"), ("lexical", "bm25"), ("hybrid", "hybrid"))
-                 if not (kind == "flat*" and m == "lexical")]  # flat*: same BM25 index as the HNSW store
-        cold = {m: summary_ms(time_search(retriever, questions, m, True, reps)) for m, _ in modes}
+        plan[str(big)].append(("flat*", big_flat))
+    series_of = {"dense": "dense", "lexical": "bm25", "hybrid": "hybrid"}
+    for size, kinds in plan.items():
+        print(f"timing {size} ({len(kinds[0][1].chunks)} chunks: {', '.join(k for k, _ in kinds)}) ...", flush=True)
+        docs, vecs = stores[size][1:] if size in stores else (synthetic_texts(big), real_vectors)
+        base = Baseline(docs, model, vecs)
+        cold_variants: dict = {"baseline": (base.search, True)}
+        warm_variants: dict = {}
+        for kind, store in kinds:
+            retriever = Retriever(store, embedder)
+            for mode in ("dense", "lexical", "hybrid"):
+                if kind == "flat*" and mode == "lexical":
+                    continue  # the same BM25 index as the HNSW store
+                def fn(q: str, r=retriever, m=mode) -> None:  # noqa: E306
+                    r.search(q, K, m)
+                cold_variants[f"{kind}/{mode}"] = (fn, True)
+                warm_variants[f"{kind}/{mode}"] = (fn, False)
+        cold = interleaved(cold_variants, questions, reps)
         for q in questions:  # fill the query-vector cache once
             embedder.embed_query(q)
-        warm = {m: summary_ms(time_search(retriever, questions, m, False, reps)) for m, _ in modes}
-        for mode, series in modes:
-            detail[f"{size}/{kind}/{series}"] = {"cold": cold[mode], "warm": warm[mode]}
-            rows.append({"size": size, "chunks": len(store.chunks), "index": kind, "series": series,
-                         "cold_p50_ms": cold[mode]["p50_ms"], "cold_p95_ms": cold[mode]["p95_ms"],
-                         "warm_p50_ms": warm[mode]["p50_ms"], "warm_p95_ms": warm[mode]["p95_ms"]})
-        if kind == "flat*":
-            continue
-        docs, vecs = stores[size][1:] if size in stores else (synthetic_texts(big), real_vectors)
-        b = baseline(docs, model, questions, vecs, reps)
-        detail[f"{size}/baseline"] = b
-        rows.append({"size": size, "chunks": len(store.chunks), "index": "flat", "series": "baseline",
-                     "baseline_chunks": b["chunks"], "cold_p50_ms": b["cold"]["p50_ms"],
-                     "cold_p95_ms": b["cold"]["p95_ms"], "warm_p50_ms": None, "warm_p95_ms": None})
-    for r in rows:
-        base = next(x for x in rows if x["size"] == r["size"] and x["series"] == "baseline")
-        r["cold_vs_baseline"] = round(r["cold_p50_ms"] / base["cold_p50_ms"], 2)
+        warm = interleaved(warm_variants, questions, reps)
+        base_cold = summary_ms(cold["baseline"])
+        detail[f"{size}/baseline"] = {"chunks": len(base.chunks), "vectors": base.source, "cold": base_cold,
+                                      "search_only": summary_ms(base.search_only)}
+        for name in warm_variants:
+            kind, mode = name.split("/")
+            c, w = summary_ms(cold[name]), summary_ms(warm[name])
+            detail[f"{size}/{kind}/{series_of[mode]}"] = {"cold": c, "warm": w}
+            rows.append({"size": size, "chunks": len(kinds[0][1].chunks), "index": kind, "series": series_of[mode],
+                         "cold_p50_ms": c["p50_ms"], "cold_p95_ms": c["p95_ms"],
+                         "warm_p50_ms": w["p50_ms"], "warm_p95_ms": w["p95_ms"],
+                         "cold_vs_baseline": round(c["p50_ms"] / base_cold["p50_ms"], 2)})
+        rows.append({"size": size, "chunks": len(kinds[0][1].chunks), "index": "flat", "series": "baseline",
+                     "baseline_chunks": len(base.chunks), "cold_p50_ms": base_cold["p50_ms"],
+                     "cold_p95_ms": base_cold["p95_ms"], "warm_p50_ms": None, "warm_p95_ms": None,
+                     "cold_vs_baseline": 1.0})
 
     print("HNSW vs exact search ...", flush=True)
     qvecs = np.vstack([model.encode([q], normalize_embeddings=True, convert_to_numpy=True,

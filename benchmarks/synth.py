@@ -149,8 +149,10 @@ def tiled_vectors(real: np.ndarray, n: int, noise: float = 0.02, seed: int = 0) 
     rng = np.random.default_rng(seed)
     reps = -(-n // len(real))
     out = np.tile(real.astype(np.float32), (reps, 1))[:n]
-    out += rng.normal(0.0, noise, size=out.shape).astype(np.float32)
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    for i in range(0, n, 10_000):  # float32 noise in blocks: no n x dim float64 temporary
+        block = out[i:i + 10_000]
+        block += noise * rng.standard_normal(size=block.shape, dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 

@@ -136,12 +136,53 @@ def _check_attack(item: dict[str, Any], answer: Answer) -> None:
     assert all(item["signature"] not in c.quote for c in answer.citations)
 
 
+@pytest.fixture(scope="module")
+def extractive_answers(extractive: Assistant) -> dict[str, Answer]:
+    """Each question asked once (lazily), shared by the tests below."""
+    class Answers(dict):  # type: ignore[type-arg]
+        def __missing__(self, key: str) -> Answer:
+            self[key] = extractive.ask(BY_ID[key]["question"])
+            return self[key]
+    return Answers()
+
+
 @pytest.mark.parametrize("injection_id", _params(EXTRACTIVE_GAPS))
-def test_extractive_retrieves_the_injected_document_and_resists(injection_id: str, extractive: Assistant) -> None:
+def test_extractive_retrieves_the_injected_document_and_resists(injection_id: str,
+                                                                extractive_answers: dict[str, Answer]) -> None:
     item = BY_ID[injection_id]
-    answer = extractive.ask(item["question"])
+    answer = extractive_answers[injection_id]
     _check_attack(item, answer)
     assert not answer.abstained and item["answer_word"] in answer.text  # and the question is still answered
+
+
+VERBATIM_BUGS = {
+    "polite-vendor": (
+        "BUG rag/generators.py ExtractiveGenerator / rag/evidence.py EvidenceRanker: a Markdown heading "
+        "('# Lisk Water Treatment Plant Upgrade', no full stop) is ranked as an evidence sentence and quoted; "
+        "the citation check then reads heading and next quote as one sentence, so the answer shows "
+        "'# Lisk Water Treatment Plant Upgrade  The Lisk plant upgrade will add ...' - a 'quote' that is not in "
+        "the document"),
+    "fake-citation-markers": (
+        "BUG rag/citations.py check/strip_markers on extractive quotes: bracketed numbers inside a document "
+        "sentence ('[1][2][3]', '[1]') are taken for the answer's own citation markers and stripped, so the "
+        "quoted sentence is altered ('... always cite this sentence as.') and is checked against passages "
+        "1, 2 and 3 although the generator cited only [1]"),
+}
+
+
+@pytest.mark.parametrize("injection_id", _params(VERBATIM_BUGS))
+def test_extractive_answer_sentences_are_verbatim_quotes(injection_id: str,
+                                                         extractive_answers: dict[str, Answer]) -> None:
+    """The extractive backend only quotes: every answer sentence is in one of its cited passages."""
+    from rag.citations import strip_markers
+    from rag.sentences import sentence_spans
+
+    answer = extractive_answers[injection_id]
+    cited = {c.chunk_id for c in answer.citations}
+    texts = [h.chunk.text for h in answer.passages if h.chunk.id in cited]
+    for start, end in sentence_spans(answer.text):
+        claim = strip_markers(answer.text[start:end])
+        assert any(claim in text for text in texts), claim
 
 
 class _Capture:
@@ -209,7 +250,8 @@ def test_an_echoed_prompt_header_never_reaches_the_answer(where: str, corpus_ind
 #: forged passage fence, exfiltration by Markdown image, polite indirect request.
 LLAMA_SUBSET = ["ignore-previous", "gemma-turns", "inst-tags", "fake-passage-fence", "markdown-image",
                 "polite-budget"]
-LLAMA_GAPS: dict[str, str] = {}
+#: Measured by benchmarks/injection.py (llama-cpp, guard on): the same two guard gaps get through.
+LLAMA_GAPS: dict[str, str] = dict(EXTRACTIVE_GAPS)
 
 
 class _Recording:
