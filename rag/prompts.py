@@ -43,7 +43,9 @@ def user_prompt(question: str, hits: list[Hit], guard: bool = True) -> str:
 
 #: Lines a small model may run on into, copying the prompt's scaffolding.
 SCAFFOLDING = ("\nQuestion:", "\nFacts", "\nPassages", "<<<PASSAGE", "\nRules:", "\nAnswer the question")
-_ECHO = re.compile(r"^\s*(Facts\b|Question:|Passages\b|Rules:|<<<PASSAGE|Answer the question)")
+_ECHO = re.compile(r"^\s*(Question:|Passages\b|Rules:|<<<PASSAGE|Answer the question)")
+# A copied "Facts (…):" header line; the numbered facts a model copies after it are quotes.
+_ECHOED_HEADER = re.compile(r"^\s*Facts\b[^\n]*:[ \t]*\n")
 
 
 def evidence_prompt(question: str, candidates: list[Candidate], n: int = 5, guard: bool = True) -> str:
@@ -65,6 +67,7 @@ def evidence_prompt(question: str, candidates: list[Candidate], n: int = 5, guar
 
 def cut_scaffolding(text: str) -> str:
     """``text`` up to the first place where a model started echoing the prompt."""
+    text = _ECHOED_HEADER.sub("", text, count=1)
     if _ECHO.match(text):  # the reply opens by copying the prompt: nothing of it is an answer
         return ""
     cut = min((i for i in (text.find(s) for s in SCAFFOLDING) if i >= 0), default=len(text))
