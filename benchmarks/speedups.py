@@ -278,6 +278,52 @@ def llama_threads(questions: list[str], pairs: int) -> dict:
     return out
 
 
+THREAD_CHILD = """
+import json, statistics, sys, time
+sys.path.insert(0, %r)
+from synth import dev_questions, synthetic_chunks
+from rag.embeddings import get_embedder
+import torch
+m = get_embedder()._model
+qs = [q["question"] for q in dev_questions()][:36]
+texts = [c.text for c in synthetic_chunks(64, seed=7)]
+m.encode(qs[:2], normalize_embeddings=True)
+q = []
+for text in qs:
+    t0 = time.perf_counter(); m.encode([text], normalize_embeddings=True); q.append(time.perf_counter() - t0)
+t0 = time.perf_counter(); m.encode(texts, batch_size=32, normalize_embeddings=True); b = time.perf_counter() - t0
+print(json.dumps({"threads": torch.get_num_threads(), "query_p50_ms": statistics.median(q) * 1000,
+                  "batch_chunks_per_s": len(texts) / b}))
+"""
+
+
+def thread_env(rounds: int) -> dict:
+    """Fresh processes with OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 against the default environment."""
+    import os
+
+    variants = {"default": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+                "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"}}
+    res: dict = {k: [] for k in variants}
+    names = list(variants)
+    code = THREAD_CHILD % str(Path(__file__).resolve().parent)
+    for r in range(rounds):
+        for j in range(len(names)):
+            name = names[(r + j) % len(names)]
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+            env.update(HF_HUB_OFFLINE="1", **variants[name])
+            p = subprocess.run([python(), "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True,
+                               timeout=600)
+            if p.returncode != 0:
+                raise RuntimeError(p.stderr[-1500:])
+            res[name].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    out = {"rounds": rounds, "load_avg": load_avg()}
+    for name, runs in res.items():
+        out[name] = {"torch_threads": runs[0]["threads"],
+                     "query_p50_ms": round(median([x["query_p50_ms"] for x in runs]), 2),
+                     "batch_chunks_per_s": round(median([x["batch_chunks_per_s"] for x in runs]), 2)}
+    return out
+
+
 def query_cache(embedder, questions: list[str]) -> dict:  # noqa: ANN001
     from rag.embeddings import _cached_query
     from rag.retrieval import Retriever
@@ -353,6 +399,11 @@ def main() -> None:
     result["length_sorting"] = length_sorting(model, mixed, pairs)
     print("torch threads ...", flush=True)
     result["torch_threads"] = torch_threads(model, questions[: (12 if quick else 36)], chunk_texts[:64], 2)
+    print("OpenMP environment ...", flush=True)
+    try:
+        result["thread_env"] = thread_env(1 if quick else 2)
+    except Exception as exc:  # noqa: BLE001
+        result["thread_env"] = {"error": f"{exc.__class__.__name__}: {exc}"}
     print("llama.cpp threads ...", flush=True)
     try:
         result["llama_threads"] = llama_threads(questions[:2 if quick else 4], 1 if quick else 2)
@@ -385,6 +436,13 @@ def main() -> None:
     rows.append({"candidate": "torch 1 thread (query)", "current": f"{tt['query_p50_ms'][str(tt['default_threads'])]} ms",
                  "candidate value": f"{tt['query_p50_ms']['1']} ms", "gain": f"x{tt['query_speedup_1_thread']}",
                  "quality": f"batch x{tt['batch_speedup_1_thread']}"})
+    te = result["thread_env"]
+    if "error" not in te:
+        for name in ("OMP_WAIT_POLICY=PASSIVE", "OMP_NUM_THREADS=1"):
+            rows.append({"candidate": name, "current": f"{te['default']['query_p50_ms']} ms query",
+                         "candidate value": f"{te[name]['query_p50_ms']} ms query",
+                         "gain": f"x{round(te['default']['query_p50_ms'] / te[name]['query_p50_ms'], 2)} query",
+                         "quality": f"batch {te['default']['batch_chunks_per_s']}->{te[name]['batch_chunks_per_s']}/s"})
     lt = result["llama_threads"]
     if "error" not in lt:
         rows.append({"candidate": "llama n_threads=1", "current": f"TTFT {lt['n_threads=default']['ttft_p50_ms']} ms",

@@ -84,7 +84,8 @@ def test_readme_has_the_two_commands_first_and_ci_runs_the_test_one() -> None:
 
 def test_every_bash_command_is_known_to_this_test() -> None:
     for cmd in commands():
-        assert cmd.startswith(("bash scripts/", "rag ")), f"README command not covered by tests: {cmd}"
+        assert cmd.startswith(("bash scripts/", "rag ", "python benchmarks/")), \
+            f"README command not covered by tests: {cmd}"
 
 
 @pytest.mark.slow
@@ -113,6 +114,17 @@ def test_rag_commands_run_as_written(workdir: Path) -> None:
         if args[1] == "eval":
             out = workdir / args[args.index("--out") + 1]
             assert {"results.jsonl", "summary.json", "report.md"} <= {p.name for p in out.iterdir()}
+
+
+@pytest.mark.slow
+def test_benchmark_commands_run_as_written() -> None:
+    for cmd in commands():
+        if not cmd.startswith("python benchmarks/"):
+            continue
+        args = [sys.executable, *shlex.split(cmd)[1:]]
+        res = subprocess.run(args, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=1800)
+        assert res.returncode == 0, f"{cmd}\n{res.stderr[-2000:]}"
+        assert (ROOT / "benchmarks" / "results" / "summary-quick.json").is_file()
 
 
 def test_python_example_runs() -> None:

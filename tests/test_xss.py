@@ -298,7 +298,7 @@ The kiln master is Orla Penhale.
 """
 BROWSER_QUESTION = "How many roof tiles did the Harrowgate kiln fire during the spring trial?"
 MODEL_REPLY = (f"The Harrowgate kiln fired 2,760 roof tiles during the spring trial. [1] "
-               f"<img src=x onerror=\"{COUNTED}\"> <script>{COUNTED}</script> [open](javascript:{COUNTED}) "
+               f"Markup follows: <img src=x onerror=\"{COUNTED}\"> <script>{COUNTED}</script> [open](javascript:{COUNTED}) "
                f"<iframe src=\"javascript:{COUNTED}\"></iframe> [1]")
 
 
