@@ -263,10 +263,24 @@ def main() -> None:
     print(f"\nwrote {save(args, injections, summary, details, complete=True)}")
 
 
+def code_version() -> dict[str, Any]:
+    """The git commit measured, and whether rag/ had uncommitted changes."""
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD"), "rag_modified": bool(git("status", "--porcelain", "rag"))}
+
+
+CODE = code_version()  # taken at start: the code that was imported
+
+
 def save(args: argparse.Namespace, injections: list[dict[str, Any]], summary: list[dict[str, Any]],
          details: dict[str, list[dict[str, Any]]], *, complete: bool) -> Path:
     return write(args.out, {
         "complete": complete,
+        "code": CODE,
         "dataset": str(DATA.relative_to(ROOT)), "injections": len(injections),
         "settings": {"max_tokens": Settings().llm.max_tokens, "openai_prompt_style": "evidence",
                      "llama_cpp_prompt_style": Settings().llm.prompt_style, "timeout_s": args.timeout},

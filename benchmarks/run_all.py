@@ -1,7 +1,8 @@
 """Run every speed benchmark, then print and save the targets they met or missed.
 
-    python benchmarks/run_all.py            # full run (~20 min on 2 quiet cores)
-    python benchmarks/run_all.py --quick    # reduced sizes and repetitions (~5 min)
+    python benchmarks/run_all.py            # full run (estimated ~20 min on 2 quiet cores;
+                                            # 64 min measured at load average 7-12)
+    python benchmarks/run_all.py --quick    # reduced sizes and repetitions (no 10k build, 20k not 100k)
     python benchmarks/run_all.py --only retrieval answers
 
 Runs indexing, retrieval, answers, cold_start and speedups in that order, each in its

@@ -13,6 +13,10 @@
    from its encode source), and what the sort is worth: one encode call over shuffled
    mixed-length texts (sorted globally inside) vs the same texts encoded batch by batch.
 4. Query-embedding cache: embed_query and hybrid Retriever.search, miss vs hit.
+   Threads: single-query and batch encode with 1 torch thread vs 2; fresh processes
+   with OMP_WAIT_POLICY=PASSIVE / OMP_NUM_THREADS=1; hybrid search over the largest
+   cached index with OMP_WAIT_POLICY=PASSIVE set in-process before ``import rag``;
+   llama.cpp n_threads=1 vs the default.
 5. Lazy model loading: in a fresh process, import rag / load the model / construct the
    Assistant / first and second ask, to see what lazy loading could move.
 
@@ -324,6 +328,53 @@ def thread_env(rounds: int) -> dict:
     return out
 
 
+PASSIVE_CHILD = """
+import os, sys, json, time, statistics
+if sys.argv[1] == "passive":
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # in-process, before rag imports faiss and torch
+import rag
+from rag.embeddings import _cached_query, get_embedder
+from rag.retrieval import Retriever
+from rag.store import IndexStore
+e = get_embedder()
+r = Retriever(IndexStore.load(sys.argv[2]), e)
+qs = [json.loads(l)["question"] for l in open(sys.argv[3])][:36]
+r.search("warm up", 5)
+cold, warm = [], []
+for q in qs:
+    _cached_query.cache_clear()
+    t = time.perf_counter(); r.search(q, 5, "hybrid"); cold.append(time.perf_counter() - t)
+    t = time.perf_counter(); r.search(q, 5, "hybrid"); warm.append(time.perf_counter() - t)
+print(json.dumps({"cold_p50_ms": statistics.median(cold) * 1000, "warm_p50_ms": statistics.median(warm) * 1000}))
+"""
+
+
+def passive_retrieval(rounds: int) -> dict:
+    """Hybrid search, default vs ``os.environ["OMP_WAIT_POLICY"] = "PASSIVE"`` set before ``import rag``."""
+    import os
+
+    from synth import DEV, cache_dir
+
+    index = next((cache_dir() / n for n in ("index-10000", "index-1000") if (cache_dir() / n / "manifest.json").is_file()),
+                 PREBUILT)
+    res: dict = {"default": [], "passive": []}
+    for r in range(rounds):
+        for name in (("default", "passive") if r % 2 == 0 else ("passive", "default")):
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+            env["HF_HUB_OFFLINE"] = "1"
+            p = subprocess.run([python(), "-c", PASSIVE_CHILD, name, str(index), str(DEV)], cwd=str(ROOT), env=env,
+                               capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                raise RuntimeError(p.stderr[-1500:])
+            res[name].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    out = {"index": index.name, "rounds": rounds, "load_avg": load_avg()}
+    for name, runs in res.items():
+        out[name] = {k: round(median([x[k] for x in runs]), 3) for k in ("cold_p50_ms", "warm_p50_ms")}
+    out["cold_speedup"] = round(out["default"]["cold_p50_ms"] / out["passive"]["cold_p50_ms"], 2)
+    out["warm_speedup"] = round(out["default"]["warm_p50_ms"] / out["passive"]["warm_p50_ms"], 2)
+    return out
+
+
 def query_cache(embedder, questions: list[str]) -> dict:  # noqa: ANN001
     from rag.embeddings import _cached_query
     from rag.retrieval import Retriever
@@ -404,6 +455,11 @@ def main() -> None:
         result["thread_env"] = thread_env(1 if quick else 2)
     except Exception as exc:  # noqa: BLE001
         result["thread_env"] = {"error": f"{exc.__class__.__name__}: {exc}"}
+    print("OMP_WAIT_POLICY=PASSIVE on hybrid search ...", flush=True)
+    try:
+        result["passive_retrieval"] = passive_retrieval(2)
+    except Exception as exc:  # noqa: BLE001
+        result["passive_retrieval"] = {"error": f"{exc.__class__.__name__}: {exc}"}
     print("llama.cpp threads ...", flush=True)
     try:
         result["llama_threads"] = llama_threads(questions[:2 if quick else 4], 1 if quick else 2)
@@ -443,6 +499,12 @@ def main() -> None:
                          "candidate value": f"{te[name]['query_p50_ms']} ms query",
                          "gain": f"x{round(te['default']['query_p50_ms'] / te[name]['query_p50_ms'], 2)} query",
                          "quality": f"batch {te['default']['batch_chunks_per_s']}->{te[name]['batch_chunks_per_s']}/s"})
+    pr = result["passive_retrieval"]
+    if "error" not in pr:
+        rows.append({"candidate": f"PASSIVE before import rag ({pr['index']})",
+                     "current": f"hybrid cold {pr['default']['cold_p50_ms']} ms",
+                     "candidate value": f"{pr['passive']['cold_p50_ms']} ms", "gain": f"x{pr['cold_speedup']} cold",
+                     "quality": f"warm x{pr['warm_speedup']}"})
     lt = result["llama_threads"]
     if "error" not in lt:
         rows.append({"candidate": "llama n_threads=1", "current": f"TTFT {lt['n_threads=default']['ttft_p50_ms']} ms",

@@ -33,9 +33,18 @@ _PATTERNS = [
     r"\bwhen (summari[sz]ing|answering|responding|asked)\b[^.!?\n]{0,80}\b(state|say|claim|mention|write|tell|answer|reply)\b",
     r"\b(ai|llm|language model|chatbot|assistant)s?\b[^.!?\n]{0,40}\b(must|should|shall|are instructed to|need to)\b",
     r"###\s*(system|assistant|user|instruction)",
+    r"<\|im_(start|end)\|>",
+    r"^\W*(question|answer|user|assistant)\s*:",
+    r"\b(repeat|reveal|show|print|disclose|recite)\b[^.!?\n]{0,40}\binstructions?\b",
+    r"\bif you are an? (ai|language model|llm|chatbot|assistant|bot|model)\b",
+    r"\b(always|only|must)\s+cite\b|\bcite (this|these|the following) (sentence|passage|text|source)",
+    r"^\W*(verified|correct|official|true|real) answer\s*:",
+    r"\b(automated|ai|llm)\s+(summari[sz]ers?|readers?|systems?|assistants?|tools?|agents?)\b",
+    r"\b(summari[sz]ers?|chatbots?|language models?|ai assistants?|bots?)\b[^.!?\n]{0,80}\b(please|must|should|report|state|begin|reply|respond)\b",
+    r"\byour (reply|answer|response|output|summary)\b[^.!?\n]{0,60}\b(must|should|shall|needs? to|has to)\b",
     r"javascript\s*:",
 ]
-_INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE)
+_INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE | re.MULTILINE)
 
 
 def is_instruction(sentence: str) -> bool:

@@ -84,8 +84,7 @@ def test_readme_has_the_two_commands_first_and_ci_runs_the_test_one() -> None:
 
 def test_every_bash_command_is_known_to_this_test() -> None:
     for cmd in commands():
-        assert cmd.startswith(("bash scripts/", "rag ", "python benchmarks/")), \
-            f"README command not covered by tests: {cmd}"
+        assert cmd.startswith(("bash scripts/", "rag ")), f"README command not covered by tests: {cmd}"
 
 
 @pytest.mark.slow
@@ -104,7 +103,7 @@ def test_rag_commands_run_as_written(workdir: Path) -> None:
             finally:
                 stop(proc)
             continue
-        res = subprocess.run(args, cwd=workdir, env=env(), capture_output=True, text=True, timeout=900)
+        res = subprocess.run(args, cwd=workdir, env=env(), capture_output=True, text=True, timeout=2400)
         assert res.returncode == 0, f"{cmd}\n{res.stderr[-2000:]}"
         assert "Traceback" not in res.stderr, cmd
         if "--json" in args:
@@ -114,17 +113,6 @@ def test_rag_commands_run_as_written(workdir: Path) -> None:
         if args[1] == "eval":
             out = workdir / args[args.index("--out") + 1]
             assert {"results.jsonl", "summary.json", "report.md"} <= {p.name for p in out.iterdir()}
-
-
-@pytest.mark.slow
-def test_benchmark_commands_run_as_written() -> None:
-    for cmd in commands():
-        if not cmd.startswith("python benchmarks/"):
-            continue
-        args = [sys.executable, *shlex.split(cmd)[1:]]
-        res = subprocess.run(args, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=1800)
-        assert res.returncode == 0, f"{cmd}\n{res.stderr[-2000:]}"
-        assert (ROOT / "benchmarks" / "results" / "summary-quick.json").is_file()
 
 
 def test_python_example_runs() -> None:
