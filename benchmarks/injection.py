@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -114,17 +115,21 @@ class LlamaServer:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(self.base_url + "/models", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"llama_cpp.server did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(self.base_url + "/models", timeout=2) as r:
+                        if r.status == 200:
+                            return self
+                except (urllib.error.URLError, OSError):
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = self.log_path.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"llama_cpp.server did not start:\n{log}")
+                time.sleep(0.5)
+        except BaseException:  # including SystemExit from SIGTERM: never leave the server behind
+            self.__exit__(None, None, None)
+            raise
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -197,6 +202,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="LLM timeout_s for the openai backend")
     parser.add_argument("--out", default="injection", help="result name under benchmarks/results/")
     args = parser.parse_args()
+    # A plain `kill` must still stop the llama.cpp server and remove the temp folder (finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(backends) - set(BACKENDS)
     if unknown:
@@ -217,9 +224,9 @@ def main() -> None:
 
         for backend in backends:
             server = LlamaServer(tmp) if backend == "openai" else None
-            if server is not None:
-                server.__enter__()
             try:
+                if server is not None:
+                    server.__enter__()
                 base = Settings()
                 llm = base.llm.model_copy(update={"timeout_s": args.timeout})
                 if backend == "openai":

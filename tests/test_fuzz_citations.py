@@ -13,6 +13,7 @@ import re
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -208,3 +209,29 @@ def test_rendering_any_answer_is_inert(text: str, title: str, source: str, quote
                 if name == "href":
                     assert re.fullmatch(r"#rag-src-3-\d+", value or ""), value
                     assert 1 <= int((value or "").rsplit("-", 1)[1]) <= max(n, 1)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG rag/generators.py ExtractiveGenerator + rag/citations.py check: a quoted document sentence that holds "
+    "its own reference numbers ('... rose 12 percent in 2021 [2], according to the grid survey [3].') gets the "
+    "generator's marker appended, and the check reads [2] and [3] as the answer's citation markers: they are "
+    "stripped from the answer text (no longer a verbatim quote) and the sentence is checked against passages "
+    "2 and 3, which the generator never cited. Expected: the quote kept verbatim, cited to [1] only"))
+def test_reference_numbers_inside_a_quoted_sentence_are_not_citations(tmp_path, embedder) -> None:  # noqa: ANN001
+    from rag.assistant import Assistant
+    from rag.indexing import index_folder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    sentence = "The Kessel reactor output rose 12 percent in 2021 [2], according to the grid survey [3]."
+    (docs / "kessel.md").write_text(f"# Kessel Reactor Review\n\n{sentence} The plant employs 400 staff.\n",
+                                    encoding="utf-8")
+    (docs / "ferry.md").write_text("# Ferry\n\nThe Brenmoor ferry crossing takes 35 minutes.\n", encoding="utf-8")
+    (docs / "orchid.md").write_text("# Orchids\n\nQuillfeather orchids bloom in June.\n", encoding="utf-8")
+    index_folder(docs, tmp_path / "index", embedder, show_progress=False)
+    assistant = Assistant(tmp_path / "index", "extractive", embedder=embedder)
+    items = list(assistant.stream("By how much did the Kessel reactor output rise in 2021?"))
+    raw, answer = "".join(i for i in items if isinstance(i, str)), items[-1]
+    assert sentence in raw and [c.source for c in answer.citations] == ["kessel.md"]
+    assert sentence in answer.text  # the quote is shown as written
+    assert [cs.cited for cs in assistant.checker.check(raw, answer.passages)] == [[1]]
