@@ -18,7 +18,7 @@ from rag.abstention import Decision, decide
 from rag.citations import SupportChecker, compose
 from rag.config import PathSettings, Settings
 from rag.embeddings import Embedder, get_embedder
-from rag.errors import GenerationError, QuestionError, RagError
+from rag.errors import GenerationError, QuestionError
 from rag.evidence import EvidenceRanker
 from rag.generators import ExtractiveGenerator, GenerationRequest, Generator, get_generator
 from rag.indexing import IndexReport, index_folder, stale_reason

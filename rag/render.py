@@ -11,7 +11,6 @@ Markdown-rendering chat widget.  The only links produced are in-page anchors
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
