@@ -1,17 +1,12 @@
 """Decide whether the retrieved passages answer a question, before any answer is written.
 
 Similarity alone does not separate near-topic unanswerable questions from
-answerable ones (MiniLM scores overlap), so the decision combines signals of
-the best evidence sentences (see :mod:`rag.evidence`):
-
-- key terms of the question found nowhere in the corpus;
-- coverage of the question's key terms by the best sentence and its neighbours;
-- the kind of answer asked for ("how many" needs a number, "when" a date,
-  "who" a name) present in a sentence that also covers the asked-about terms;
-- MiniLM similarity of that sentence.
-
-Thresholds were calibrated on eval/dev.jsonl; the README gives the measured
-abstention and false-abstention rates.
+answerable ones (MiniLM scores overlap), so the decision is a logistic model
+over signals of the ranked evidence (see :mod:`rag.evidence`): the learned
+probabilities of the best sentences, their similarity and key-term coverage,
+whether the best sentence states the kind of value asked for, and the share of
+the question's key terms that occur nowhere in the corpus.  The model and its
+threshold are fitted on the tune split by ``python -m rag.train``.
 """
 
 from __future__ import annotations
@@ -19,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rag.evidence import Candidate, expected_type, key_terms
+import numpy as np
 
-#: A candidate this good answers the question (score = 0.55 * similarity + 0.45 * coverage ...).
-MIN_SCORE = 0.33
-#: A typed question needs a typed sentence covering this share of its key terms.
-MIN_TYPED_COVERAGE = 0.6
-#: Abstain when more than this share of the key terms occur nowhere in the corpus.
-MAX_UNKNOWN_TERMS = 0.67
+from rag.evidence import FEATURES, Candidate, key_terms
+from rag.learned import LogisticModel, load_models
+
+QUESTION_FEATURES: tuple[str, ...] = (
+    "p1", "p2", "p3_mean", "best_similarity", "best_coverage", "best_rare_coverage", "best_typed",
+    "type_missing_top3", "unknown_terms", "key_terms", "asks_type",
+    "typed_rare_coverage", "typed_coverage_gap", "typed_similarity", "typed_similarity_gap", "typed_p",
+)
+_F = {name: i for i, name in enumerate(FEATURES)}
 
 
 @dataclass
@@ -38,24 +36,73 @@ class Decision:
     signals: dict[str, float] = field(default_factory=dict)
 
 
-def decide(question: str, candidates: list[Candidate], in_corpus: Callable[[str], bool]) -> Decision:
-    """Answer or abstain, from the ranked evidence ``candidates`` of the question."""
+def question_features(question: str, candidates: list[Candidate], in_corpus: Callable[[str], bool]) -> dict[str, float]:
+    """The :data:`QUESTION_FEATURES` of a question and its ranked candidates."""
     terms = key_terms(question)
     unknown = [t for t in terms if not in_corpus(t)]
-    unknown_share = len(unknown) / len(terms) if terms else 0.0
-    kind = expected_type(question)
-    signals = {"unknown_terms": unknown_share, "key_terms": float(len(terms))}
-    if not candidates:
-        return Decision(False, "no passage was retrieved", signals)
-    best = candidates[0]
-    signals.update(best_score=best.score, best_similarity=best.similarity, best_coverage=best.coverage)
-    if unknown_share > MAX_UNKNOWN_TERMS:
-        return Decision(False, f"the documents never mention: {', '.join(unknown)}", signals)
-    if kind is not None:
-        typed = [c for c in candidates[:8] if c.typed and c.coverage >= MIN_TYPED_COVERAGE]
-        signals["typed_candidates"] = float(len(typed))
-        if not typed:
-            return Decision(False, f"no passage states the {kind} asked for", signals)
-    if best.score < MIN_SCORE:
-        return Decision(False, "no passage sentence matches the question well enough", signals)
-    return Decision(True, "supported", signals)
+    top = candidates[:3]
+    asks = bool(top and top[0].features[_F["asks_type"]])
+    # The best sentences that state the kind of value asked for (all sentences, for other questions).
+    typed = [c for c in candidates if c.typed or not asks][:10]
+    best_rare = max((c.features[_F["rare_coverage"]] for c in candidates[:10]), default=0.0)
+    best_sim = max((c.similarity for c in candidates[:10]), default=0.0)
+    typed_rare = max((c.features[_F["rare_coverage"]] for c in typed), default=0.0)
+    typed_sim = max((c.similarity for c in typed), default=0.0)
+    probs = [c.score for c in top] + [0.0] * (3 - len(top))
+    best = top[0].features if top else (0.0,) * len(FEATURES)
+    return {
+        "p1": probs[0], "p2": probs[1], "p3_mean": sum(probs) / 3,
+        "best_similarity": best_sim,
+        "best_coverage": max((c.features[_F["coverage"]] for c in candidates[:10]), default=0.0),
+        "best_rare_coverage": best_rare,
+        "best_typed": float(best[_F["typed"]]),
+        "type_missing_top3": sum(c.features[_F["type_missing"]] for c in top) / 3,
+        "unknown_terms": len(unknown) / len(terms) if terms else 0.0,
+        "key_terms": float(len(terms)),
+        "asks_type": float(best[_F["asks_type"]]),
+        "typed_rare_coverage": typed_rare, "typed_coverage_gap": best_rare - typed_rare,
+        "typed_similarity": typed_sim, "typed_similarity_gap": best_sim - typed_sim,
+        "typed_p": max((c.score for c in typed), default=0.0),
+    }
+
+
+class AnswerabilityModel:
+    """The fitted answer-or-abstain model (loaded from the shipped model file)."""
+
+    def __init__(self, model: LogisticModel | None = None) -> None:
+        self.model = model or LogisticModel.from_dict(load_models()["answerable"], QUESTION_FEATURES)
+        self.threshold = self.model.thresholds.get("answer", 0.5)
+
+    def decide(self, question: str, candidates: list[Candidate], in_corpus: Callable[[str], bool]) -> Decision:
+        """Answer or abstain, from the ranked evidence ``candidates`` of the question."""
+        if not candidates:
+            return Decision(False, "no passage was retrieved")
+        signals = question_features(question, candidates, in_corpus)
+        p = float(self.model.proba(np.array([[signals[n] for n in QUESTION_FEATURES]]))[0])
+        signals["p_answerable"] = p
+        if p >= self.threshold:
+            return Decision(True, "supported", signals)
+        terms = key_terms(question)
+        unknown = [t for t in terms if not in_corpus(t)]
+        if unknown and signals["unknown_terms"] >= 0.5:
+            reason = f"the documents never mention: {', '.join(unknown)}"
+        elif signals["asks_type"] and signals["type_missing_top3"] > 0.5:
+            reason = "no passage states the kind of value asked for"
+        else:
+            reason = "no passage sentence answers the question well enough"
+        return Decision(False, reason, signals)
+
+
+def decide(question: str, candidates: list[Candidate], in_corpus: Callable[[str], bool]) -> Decision:
+    """Answer or abstain with the shipped model (see :class:`AnswerabilityModel`)."""
+    return _default().decide(question, candidates, in_corpus)
+
+
+_MODEL: AnswerabilityModel | None = None
+
+
+def _default() -> AnswerabilityModel:
+    global _MODEL
+    if _MODEL is None:
+        _MODEL = AnswerabilityModel()
+    return _MODEL

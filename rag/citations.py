@@ -5,7 +5,9 @@ supports it, else another passage that does (the sentence is re-cited), else
 the sentence is removed.  Markers that point outside the passages are dropped.
 Support is the best, over the passage's sentences (and adjacent pairs), of
 0.5 * MiniLM similarity + 0.5 * share of the answer sentence's terms found
-there, with a penalty when the answer states a number the passage lacks.
+there.  A window never supports a claim that states a number, date or version
+it does not hold, or whose polarity differs from the claim's ("X did not
+happen" against "X happened").
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ MIN_CLAIM_TERMS = 3
 _MARKUP = re.compile(r"https?://|www\.|<\s*[a-z/!]|\]\(|javascript:", re.IGNORECASE)
 _NAME_WORD = re.compile(r"(?<=[\s(“\"])[A-Z][a-zA-Z]+")
 _DIGITS = re.compile(r"\d[\d,.]*\d|\d")
+_NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|cannot|without|nothing|nobody)\b|n[’']t\b",
+                       re.IGNORECASE)
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers, dates and versions in ``text``, normalised ("1,000" -> "1000", "4.2." -> "4.2")."""
+    return {m.replace(",", "").rstrip(".") for m in _DIGITS.findall(text)}
+
+
+def negated(text: str) -> bool:
+    """Whether ``text`` is a negative statement (an odd number of negations)."""
+    return len(_NEGATION.findall(text)) % 2 == 1
 
 
 def parse_markers(sentence: str) -> list[int]:
@@ -111,18 +125,21 @@ class SupportChecker:
         vecs = self.embed([claim] + texts)
         sims = vecs[1:] @ vecs[0]
         claim_terms = set(tokenize(claim))
-        claim_numbers = set(_DIGITS.findall(claim))
+        claim_numbers = numbers(claim)
+        claim_negated = negated(claim)
         claim_names = set(_NAME_WORD.findall(claim[1:]))
         claim_markup = bool(_MARKUP.search(claim))
         best = Support(-1.0, 0, 0, "")
         for (s, e), sentence, sim in zip(windows, texts, sims):
             if claim_markup and not _MARKUP.search(sentence):
                 continue  # links or markup the passage does not hold
+            if claim_numbers - numbers(sentence):
+                continue  # a number, date or version the passage does not state
+            if negated(sentence) != claim_negated:
+                continue  # "X did not happen" is not supported by "X happened", nor the reverse
             terms = set(tokenize(sentence))
             overlap = len(claim_terms & terms) / len(claim_terms) if claim_terms else 0.0
             score = 0.5 * float(sim) + 0.5 * overlap
-            if claim_numbers - set(_DIGITS.findall(sentence)):
-                score -= 0.3
             # Names the passage never mentions ("December", "Annex", "PWNED") are invented details.
             lowered = sentence.lower()
             invented = [n for n in claim_names if n.lower() not in lowered]

@@ -69,3 +69,86 @@ def _join_interrupted(paragraphs: list[str]) -> list[str]:
         else:
             out.append(p)
     return out
+
+
+# -- PDF pages ----------------------------------------------------------------
+# Running heads and feet, page numbers and table-of-contents leaders are page
+# furniture, not text: quoted, they glue onto sentences ("Chapter 3: Utilities 7
+# 3.3 Invoking …").  They are found by what repeats, not by a list of phrases.
+
+_LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
+_PAGE_NUMBER = re.compile(r"^(?:page\s+)?(?:\d{1,4}|[ivxlcdm]{1,7})(?:\s*(?:/|of)\s*\d{1,4})?$", re.IGNORECASE)
+_LEADERS = re.compile(r"(?:\s?\.){5,}\s*\d{1,4}$|(?:\.\s){4,}")
+_NUMBERED_HEADING = re.compile(
+    r"^(?:(?:chapter|appendix|section|part)\s+[\dA-Z]+[.:]?|\d{1,2}(?:\.\d{1,3}){0,4}\.?|[A-Z]\.\d{1,3}(?:\.\d{1,3})*\.?)"
+    r"\s+\S.{0,90}$", re.IGNORECASE)
+#: Lines at a page's top or bottom that are checked for furniture.
+EDGE_LINES = 3
+
+
+def _furniture_key(line: str) -> str:
+    """A line with its numbers blanked, so "Chapter 2: Installing 8" and "... 9" compare equal."""
+    return re.sub(r"\d+|\b[ivxlcdm]{1,7}\b", "#", line.strip().lower())
+
+
+def strip_page_furniture(pages: list[str]) -> list[str]:
+    """PDF pages without running heads/feet, bare page numbers and TOC leader lines;
+    numbered and short headings on lines of their own; wrapped lines joined.
+
+    An edge line (one of a page's first or last :data:`EDGE_LINES`) is furniture when,
+    numbers blanked, it recurs at the edge of at least two other pages (a running head
+    of a chapter of three pages or more), or when it is only a page number.
+    """
+    split = [[ln.strip() for ln in p.translate(_LIGATURES).replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+             for p in pages]
+    counts: dict[str, int] = {}
+    for lines in split:
+        body = [ln for ln in lines if ln]
+        for key in {_furniture_key(ln) for ln in body[:EDGE_LINES] + body[-EDGE_LINES:]}:
+            counts[key] = counts.get(key, 0) + 1
+    out = []
+    for lines in split:
+        body = [ln for ln in lines if ln]
+        n = len(body)
+        kept = []
+        for i, ln in enumerate(body):
+            edge = i < EDGE_LINES or i >= n - EDGE_LINES
+            if edge and (_PAGE_NUMBER.match(ln) or (counts.get(_furniture_key(ln), 0) >= 3 and len(ln) < 120)):
+                continue
+            if _LEADERS.search(ln):
+                continue
+            kept.append(ln)
+        out.append(_paragraphs(kept))
+    return out
+
+
+def _paragraphs(lines: list[str]) -> str:
+    """Join wrapped lines into paragraphs; headings and short last lines end one."""
+    if not lines:
+        return ""
+    width = sorted(len(ln) for ln in lines)[len(lines) * 3 // 4]  # a full line's length
+    paras: list[list[str]] = [[]]
+    for i, ln in enumerate(lines):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        heading = bool(_NUMBERED_HEADING.match(ln)) and not re.search(r"[.,;:]$", ln) and len(ln.split()) <= 12
+        if heading and paras[-1]:
+            paras.append([])
+        paras[-1].append(ln)
+        short = len(ln) < 0.6 * width
+        ends = bool(re.search(r"[.!?:)\]”\"']$", ln))
+        if heading or (short and nxt[:1].isupper() and (ends or len(ln.split()) <= 8)):
+            paras.append([])
+    text = "\n\n".join(_join_lines(p) for p in paras if p)
+    return text
+
+
+def _join_lines(lines: list[str]) -> str:
+    out = lines[0]
+    for ln in lines[1:]:
+        if re.search(r"[a-z]-$", out) and ln[:1].islower():
+            out = out[:-1] + ln  # a word hyphenated at the line end
+        elif out.endswith(("\ufffe", "\x02")):
+            out = out[:-1] + ln  # PDFium's mark of a soft hyphen
+        else:
+            out += " " + ln
+    return out

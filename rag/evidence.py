@@ -2,82 +2,51 @@
 
 Used by the extractive generator (to choose what to quote), the abstention
 decision (to judge whether any sentence answers) and the support check (to
-find the quote that backs an answer sentence).  Each sentence is scored by
-MiniLM similarity, coverage of the question's key terms, and whether it holds
-the kind of thing the question asks for (a number, a date, a name).
+find the quote that backs an answer sentence).  Each sentence gets the features
+in :data:`FEATURES` (MiniLM similarity with the question, its own and its
+neighbours'; coverage of the question's key terms; whether it states the kind of
+value asked for; the passage's rank and retrieval score; its shape), and a
+logistic model fitted on the tune split (``python -m rag.train``) turns them into
+the probability that the sentence holds what was asked.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag.answer_types import KINDS, expected_type, has_type, value_spans, values
 from rag.embeddings import Embedder
 from rag.guard import is_instruction
-from rag.lexical import tokenize
+from rag.learned import LogisticModel, load_models
+from rag.lexical import stem_spans, tokenize
 from rag.sentences import sentence_spans
 from rag.types import Hit
 
-# Words that say what kind of answer is wanted but name nothing in the documents.
+# Words that say what kind of answer is wanted but name nothing in the documents
+# (English question grammar, not words of any corpus).
 _QUESTION_WORDS = frozenset(tokenize(
     "what which who whom whose when where why how many much does did do is are was were "
-    "according report reports document documents text article op-ed author say says said mention "
-    "mentioned describe described explain kind type name named give list main one two "
-    "per cent percent year years"
-)) | {"op-ed", "according"}
+    "can could should would will may might must describe explain name give list tell"
+))
 
-_NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half|twice|double)"
-_NUMBER = re.compile(rf"(?<![\w-])(?:\$?\d[\d,.]*(?:\s?(?:%|per[ -]cent|-?billion|-?million))?|{_NUMBER_WORDS})(?![\w-]*\d)", re.IGNORECASE)
-_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
-_MONTH = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December)\b")
-_NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:[A-Z]\.\s*)*[A-Z][a-z]+)+\b")
-_DAY = re.compile(r"\b([0-3]?\d(?:st|nd|rd|th)?\s+(?:January|February|March|April|May|June|July|August|September|October|November|December)|(?:January|February|March|April|May|June|July|August|September|October|November|December)\s+[0-3]?\d\b)")
-_ROLE = re.compile(r"\b(minister|president|prime minister|secretary|head|chief|director|panellist|speaker|author|rapporteur|vice-president)s?\b", re.IGNORECASE)
-
-
-def expected_type(question: str) -> str | None:
-    """'number', 'date', 'person' or 'name' when the question asks for one, else None."""
-    q = question.lower().strip()
-    if re.search(r"\bhow (many|much)\b|\bwhat (percentage|share|amount|number|sum|proportion)\b|\bhow large\b", q) \
-            or re.search(r"^(what|which)\b[^?]*\b(cost|budget|price|rate|amount|figure|total|tally)\b", q):
-        return "number"
-    if re.search(r"^(when|since when|until when)\b|\bwhat (year|date|month|day)\b|\bin which year\b|"
-                 r"\bby what (year|date)\b|\bexact date\b|\bon what date\b", q):
-        return "date"
-    if re.search(r"^who (is|was|wrote|said|leads|led|heads|headed|announced|signed|chaired)\b|"
-                 r"\bwhich (person|minister|official|individual)\b", q):
-        return "person"
-    if re.search(r"\b(be called|is called|was called|be named|what is the name|what was the name|"
-                 r"the names? of)\b", q):
-        return "name"
-    return None
-
-
-def _values(kind: str, text: str) -> set[str]:
-    if kind == "number":
-        return {m.group().lower().strip() for m in _NUMBER.finditer(text)}
-    if kind == "date":
-        return {m.group() for m in _YEAR.finditer(text)} | {m.group() for m in _MONTH.finditer(text)} | \
-            {m.group() for m in _DAY.finditer(text)}
-    names = {m.group() for m in _NAME.finditer(text)}
-    if kind == "person":
-        names |= {m.group().lower() for m in _ROLE.finditer(text)}
-    return names
-
-
-def has_type(sentence: str, kind: str | None, question: str = "") -> bool:
-    """Whether ``sentence`` states a ``kind`` of value that the question does not already give."""
-    if kind is None:
-        return True
-    asked = _values(kind, question)
-    if kind in ("person", "name"):
-        asked_words = set(question.lower().split())
-        return any(not set(v.lower().split()) <= asked_words for v in _values(kind, sentence) - asked)
-    return bool(_values(kind, sentence) - asked)
+FEATURES: tuple[str, ...] = (
+    "similarity", "similarity_gap", "neighbour_similarity", "coverage", "coverage_gap", "near_coverage",
+    "rare_coverage", "typed", "type_missing", "asks_type", "passage_rank", "passage_score", "position",
+    "log_words", "no_end_punct", "key_terms",
+    # A typed question wants a sentence that is on topic *and* states the value: a linear
+    # model sees that only through these products.
+    "similarity_x_typed", "similarity_x_type_missing", "rare_coverage_x_typed", "rare_coverage_x_type_missing",
+    "coverage_x_typed", "coverage_x_type_missing", "neighbour_similarity_x_type_missing",
+    # The asked-for value next to a key term ("a range of 23 miles" for "What is the range …?"),
+    # and the most telling key term missing from the sentence and the one before it.
+    "value_near_term", "missing_rare_term",
+) + tuple(f"kind_{k}" for k in KINDS)
 
 
 def key_terms(question: str) -> list[str]:
@@ -100,7 +69,8 @@ class Candidate:
     similarity: float     # MiniLM cosine with the question
     coverage: float       # share of the question's key terms in the sentence and its neighbours
     typed: bool           # holds the expected kind of answer
-    score: float
+    score: float          # probability that the sentence holds what was asked (learned)
+    features: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
 
 class SentenceEmbeddings:
@@ -134,41 +104,115 @@ class SentenceEmbeddings:
 class EvidenceRanker:
     """Scores the sentences of retrieved passages for a question."""
 
-    def __init__(self, embedder: Embedder, guard: bool = True) -> None:
+    def __init__(self, embedder: Embedder, guard: bool = True,
+                 model: LogisticModel | None = None) -> None:
         self.embedder = embedder
         self.embed = SentenceEmbeddings(embedder)
         self.guard = guard
+        self._model = model
+
+    @property
+    def model(self) -> LogisticModel:
+        if self._model is None:
+            self._model = LogisticModel.from_dict(load_models()["evidence"], FEATURES)
+        return self._model
 
     def rank(self, question: str, hits: list[Hit]) -> list[Candidate]:
         """Every usable sentence of ``hits``, best first (duplicates from overlaps removed)."""
-        spans: list[tuple[int, int, int, str, str]] = []  # hit, start, end, text, context
+        out = self.featurise(question, hits)
+        if not out:
+            return out
+        probs = self.model.proba(np.array([c.features for c in out]))
+        out = [Candidate(c.hit_index, c.start, c.end, c.text, c.similarity, c.coverage, c.typed, float(p),
+                         c.features) for c, p in zip(out, probs)]
+        out.sort(key=lambda c: (-c.score, c.hit_index, c.start))
+        return out
+
+    def featurise(self, question: str, hits: list[Hit]) -> list[Candidate]:
+        """Every usable sentence of ``hits`` with its :data:`FEATURES` (score 0, unranked)."""
+        spans: list[tuple[int, int, int, int, str]] = []  # hit, index in hit, start, end, text
+        per_hit: list[list[tuple[int, int]]] = []
         seen: set[tuple[str, int]] = set()
         for i, hit in enumerate(hits):
             text = hit.chunk.text
             sents = sentence_spans(text)
+            per_hit.append(sents)
             for j, (s, e) in enumerate(sents):
                 sentence = text[s:e]
                 key = (hit.chunk.doc_id, hit.chunk.char_start + s)
                 if key in seen or len(sentence.split()) < 4 or (self.guard and is_instruction(sentence)):
                     continue
                 seen.add(key)
-                lo = sents[j - 1][0] if j > 0 else s
-                hi = sents[j + 1][1] if j + 1 < len(sents) else e
-                spans.append((i, hit.chunk.char_start + s, hit.chunk.char_start + e, sentence,
-                              text[lo:hi]))
+                spans.append((i, j, hit.chunk.char_start + s, hit.chunk.char_start + e, sentence))
         if not spans:
             return []
         terms = key_terms(question)
         kind = expected_type(question)
         qv = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
-        sims = self.embed([sp[3] for sp in spans]) @ qv
-        out = []
-        for (i, start, end, sentence, context), sim in zip(spans, sims):
-            own = set(tokenize(sentence))
-            near = set(tokenize(context))
-            cov = (sum(1.0 if t in own else 0.5 if t in near else 0.0 for t in terms) / len(terms)) if terms else 0.0
+        # Every sentence of the passages is embedded (neighbours too), then looked up.
+        all_texts = [hits[i].chunk.text[s:e] for i, sents in enumerate(per_hit) for s, e in sents]
+        sim_of = dict(zip(all_texts, (self.embed(all_texts) @ qv).tolist()))
+        # A term found in few retrieved sentences is more telling than one found in all.
+        tok_sets = {t: set(tokenize(t)) for t in all_texts}
+        df = {t: sum(t in toks for toks in tok_sets.values()) for t in terms}
+        idf = {t: math.log(1 + len(all_texts) / (1 + df[t])) for t in terms}
+        idf_total = sum(idf.values()) or 1.0
+        idf_max = max(idf.values(), default=1.0) or 1.0
+        asked = values(kind, question) if kind else set()
+        rows = []
+        for i, j, start, end, sentence in spans:
+            text = hits[i].chunk.text
+            sents = per_hit[i]
+            neighbours = [text[a:b] for a, b in sents[max(0, j - 1):j] + sents[j + 1:j + 2]]
+            own = tok_sets[sentence]
+            near = set().union(*(tok_sets[n] for n in neighbours)) if neighbours else set()
+            own_cov = sum(t in own for t in terms) / len(terms) if terms else 0.0
+            near_cov = (sum(1.0 if t in own else 0.5 if t in near else 0.0 for t in terms) / len(terms)
+                        if terms else 0.0)
+            rare_cov = sum(idf[t] for t in terms if t in own) / idf_total if terms else 0.0
             typed = has_type(sentence, kind, question)
-            score = 0.55 * float(sim) + 0.45 * cov + (0.0 if typed else -0.15) - 0.01 * i
-            out.append(Candidate(i, start, end, sentence, float(sim), cov, typed, score))
-        out.sort(key=lambda c: -c.score)
+            previous = tok_sets[neighbours[0]] if j > 0 and neighbours else set()
+            missing = max((idf[t] for t in terms if t not in own and t not in previous), default=0.0) / idf_max
+            near = _value_near_term(sentence, kind, terms, asked) if kind and typed else 0.0
+            rows.append((i, j, start, end, sentence, sim_of[sentence],
+                         max((sim_of[n] for n in neighbours), default=0.0), own_cov, near_cov, rare_cov, typed,
+                         near, missing))
+        best_sim = max(r[5] for r in rows)
+        best_cov = max(r[7] for r in rows)
+        out = []
+        for i, j, start, end, sentence, sim, nsim, own_cov, near_cov, rare_cov, typed, near, missing in rows:
+            words = len(sentence.split())
+            f = {
+                "similarity": sim, "similarity_gap": sim - best_sim, "neighbour_similarity": nsim,
+                "coverage": own_cov, "coverage_gap": own_cov - best_cov, "near_coverage": near_cov,
+                "rare_coverage": rare_cov, "typed": float(kind is not None and typed),
+                "type_missing": float(kind is not None and not typed), "asks_type": float(kind is not None),
+                "passage_rank": 1.0 / (1 + i), "passage_score": float(hits[i].score),
+                "position": j / max(1, len(per_hit[i]) - 1), "log_words": math.log(words),
+                "no_end_punct": float(not re.search(r"[.!?:;)\]\"”’']$", sentence)), "key_terms": float(len(terms)),
+            }
+            for k in KINDS:
+                f[f"kind_{k}"] = float(kind == k)
+            for name in ("similarity", "rare_coverage", "coverage"):
+                f[f"{name}_x_typed"] = f[name] * f["typed"]
+                f[f"{name}_x_type_missing"] = f[name] * f["type_missing"]
+            f["neighbour_similarity_x_type_missing"] = f["neighbour_similarity"] * f["type_missing"]
+            f["value_near_term"] = near
+            f["missing_rare_term"] = missing
+            out.append(Candidate(i, start, end, sentence, float(sim), near_cov, typed, 0.0,
+                                 tuple(float(f[name]) for name in FEATURES)))
         return out
+
+
+def _value_near_term(sentence: str, kind: str, terms: list[str], asked: set[str], reach: int = 25) -> float:
+    """1.0 when a value of ``kind`` (not one the question gives) lies within ``reach``
+    characters of a key term of the question in ``sentence``, else 0.0."""
+    wanted = set(terms)
+    term_spans = [(a, b) for a, b, stem in stem_spans(sentence) if stem in wanted]
+    for a, b in value_spans(kind, sentence):
+        if sentence[a:b].strip().lower() in asked:
+            continue
+        if any(a - reach <= tb and ta <= b + reach for ta, tb in term_spans):
+            return 1.0
+    return 0.0
+

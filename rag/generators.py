@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from rag.abstention import MIN_SCORE
 from rag.config import LLMSettings, PathSettings
 from rag.errors import ConfigError, GenerationError, UnknownBackendError
 from rag.evidence import Candidate
@@ -49,24 +48,40 @@ class Generator(Protocol):
 
 
 class ExtractiveGenerator:
-    """No LLM: quotes the best evidence sentences verbatim, each cited.  Deterministic."""
+    """No LLM: quotes the best evidence sentences verbatim, each cited.  Deterministic.
+
+    The best sentence is always quoted; a runner-up is quoted too when its learned
+    probability of holding the answer is at least ``quote`` and at least ``ratio``
+    times the best one's (both fitted on the tune split by ``python -m rag.train``).
+    """
 
     name = "extractive"
 
-    def __init__(self, max_sentences: int = 3, margin: float = 0.08) -> None:
+    def __init__(self, max_sentences: int = 3, quote: float | None = None, ratio: float | None = None) -> None:
         self.max_sentences = max_sentences
-        self.margin = margin
+        self._quote = quote
+        self._ratio = ratio
+
+    def _thresholds(self) -> tuple[float, float]:
+        if self._quote is None or self._ratio is None:
+            from rag.learned import load_models
+
+            t = load_models()["evidence"].get("thresholds", {})
+            self._quote = t.get("quote", 0.5) if self._quote is None else self._quote
+            self._ratio = t.get("ratio", 0.8) if self._ratio is None else self._ratio
+        return self._quote, self._ratio
 
     def select(self, candidates: list[Candidate]) -> list[Candidate]:
-        """The sentences to quote: the best one and close runners-up."""
+        """The sentences to quote: the best one and strong runners-up, in document order."""
         if not candidates:
             return []
+        quote, ratio = self._thresholds()
         best = candidates[0]
         chosen = [best]
         for c in candidates[1:]:
             if len(chosen) >= self.max_sentences:
                 break
-            if c.score >= max(best.score - self.margin, MIN_SCORE) and c.text not in {x.text for x in chosen}:
+            if c.score >= max(quote, ratio * best.score) and c.text not in {x.text for x in chosen}:
                 chosen.append(c)
         return chosen
 

@@ -197,13 +197,16 @@ def index_folder(
     vectors = np.vstack([v for _, v in kept] + [vectors_new]) if chunks else vectors_new
     manifest = {
         "format_version": FORMAT_VERSION,
+        # Relative to the index, so a committed or moved index still finds its documents.
+        "source_dir": os.path.relpath(Path(folder).resolve(), Path(index_dir).resolve()),
         "embedder": {"model_id": embedder.model_id, "dim": embedder.dim},
         "chunking": {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
         "files": dict(sorted(file_entries.items())),
         "skipped": dict(sorted(skipped_hashes.items())),
         "counts": {"documents": len(file_entries), "chunks": len(chunks)},
     }
-    if old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]:
+    if (old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]
+            or old.manifest.get("source_dir") != manifest["source_dir"]):
         IndexStore.build(chunks, vectors, manifest).save(index_dir)
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - t0

@@ -40,6 +40,12 @@ def tokenize(text: str) -> list[str]:
     return [_stem(tok) for tok in _TOKEN.findall(text.lower().replace("’", "'")) if tok not in STOPWORDS]
 
 
+def stem_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, stem)`` of every non-stop word token of ``text`` (as :func:`tokenize`)."""
+    low = text.lower().replace("’", "'")
+    return [(m.start(), m.end(), _stem(m.group())) for m in _TOKEN.finditer(low) if m.group() not in STOPWORDS]
+
+
 class LexicalIndex:
     """BM25 over chunk texts; ``search`` returns ``(row, score)`` pairs, best first."""
 

@@ -42,7 +42,7 @@ REPORT_LABELS = {
     "Retrieval recall@1": "recall@1", "recall@3": "recall@3", "recall@5": "recall@5", "recall@10": "recall@10",
     "MRR@10": "mrr@10", "Citation precision": "citation_precision", "Citation recall": "citation_recall",
     "Support rate": "support_rate", "Answer token-F1": "answer_f1",
-    "Abstention (unanswerable)": "abstention_rate", "False abstention (answerable)": "false_abstention_rate",
+    "Cited page holds the evidence": "page_accuracy", "Abstention (unanswerable)": "abstention_rate", "False abstention (answerable)": "false_abstention_rate",
     "Latency p50 (s)": "latency_p50_s", "Latency p95 (s)": "latency_p95_s",
 }
 LATENCY_KEYS = {"latency_p50_s", "latency_p95_s"}
@@ -147,7 +147,8 @@ def _check_report_matches(md: str, summary: dict[str, Any]) -> None:
     assert report["configs"] == names
     assert list(report["overall"]) == list(REPORT_LABELS)
     for label, key in REPORT_LABELS.items():
-        expected = [f"{summary['configs'][n]['overall'][key]:.3f}" for n in names]
+        values = [summary["configs"][n]["overall"][key] for n in names]
+        expected = ["n/a" if v is None else f"{v:.3f}" for v in values]
         assert report["overall"][label] == expected, f"report row {label!r}"
     assert list(report["by_kind"]) == names
     for n in names:

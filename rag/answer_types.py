@@ -1,0 +1,85 @@
+"""What kind of value a question asks for, and whether a sentence states one.
+
+"How many …?" needs a number, "When …?" a date, "Since which version …?" a
+version, "Who …?" a person, "Which option/file/command …?" a name.  The patterns
+are English question grammar and value shapes, not words of any document; how
+much a sentence's holding the asked-for kind counts is learned (:mod:`rag.train`).
+"""
+
+from __future__ import annotations
+
+import re
+
+KINDS = ("number", "date", "version", "person", "name")
+
+_NUMBER_WORDS = (r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+                 r"thirty|forty|fifty|sixty|hundred|thousand|million|billion|dozen|half|twice|double|single)")
+_NUMBER = re.compile(rf"(?<![\w.-])(?:[$€£]?\d[\d,.]*(?:\s?(?:%|per[ -]cent|[kmgt]i?b|bytes?|-?billion|-?million))?"
+                     rf"|{_NUMBER_WORDS})(?![\w-]*\d)", re.IGNORECASE)
+_MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+_DATE = re.compile(rf"\b(?:1[5-9]\d\d|20\d\d)\b|\b{_MONTHS}\b|\b\d{{4}}-\d\d-\d\d\b")
+_VERSION = re.compile(r"\b(?:v|version\s+|release\s+)?\d+\.\d+(?:\.\d+)*[a-z]?\b|\b(?:version|release)\s+\d+\b|"
+                      r"\b[A-Z][\w+-]*\s\d{1,3}\b")
+_PERSON = re.compile(r"\b[A-Z][a-z]+(?:(?:\s+|-)(?:[A-Z]\.\s*)*(?:van |de |von )?[A-Z][a-zA-Z'’]+)+\b|"
+                     r"\b[\w.+-]+@[\w-]+\.[\w.]+\b")
+# Code-like or proper tokens: --option, file.ext, /path, snake_case, CamelCase, 'quoted', Capitalised.
+_NAME = re.compile(r"(?:--?[a-zA-Z][\w-]*|[\w.-]*/[\w./<>-]+|\b\w+\.\w{1,5}\b|\b\w+_\w+\b|"
+                   r"\b[a-z]+[A-Z]\w*\b|[‘'\"“`][^‘'\"“”`’]{1,40}[’'\"”`]|(?<=\s)[A-Z][\w-]+)")
+
+_ASKS = [
+    ("date", re.compile(r"^(?:when|since when|until when)\b|\b(?:what|which) (?:year|date|month|day)\b|"
+                        r"\bin (?:what|which) year\b|\bon what date\b|\bhow long ago\b")),
+    ("version", re.compile(r"\b(?:what|which) (?:\w+ )?(?:version|release)\b|\bsince (?:what|which) \w+\b|"
+                           r"\bversion number\b")),
+    ("number", re.compile(r"\bhow (?:many|much|long|large|big|often|far|old|high|fast|small)\b|"
+                          r"\b(?:what|which) (?:is the |are the )?(?:\w+ )?(?:number|amount|size|limit|maximum|"
+                          r"minimum|percentage|share|proportion|count|length|cost|price|fee|rate|total|sum|"
+                          r"value|port|width|depth|threshold|range|distance|height|weight|capacity|duration|"
+                          r"timeout|speed|frequency|temperature|volume|level|ratio|population|age|"
+                          r"mode|permissions?)\b|\bnumeric value\b")),
+    ("person", re.compile(r"^who\b|\bwhich (?:person|people|author|individual|developer|maintainer)s?\b|"
+                          r"\bwhose\b|\b(?:name|names) of the (?:person|author|people)\b")),
+    ("name", re.compile(r"\b(?:what|which) (?:is the )?(?:name|option|command|function|file|directory|folder|"
+                        r"program|package|tool|variable|flag|argument|field|keyword|macro|utility|library|format|"
+                        r"environment variable|setting|license|licence|section|mailing list|address|url|"
+                        r"extension|suffix|prefix)\b|\b(?:is|be|was) (?:called|named)\b")),
+]
+
+
+def expected_type(question: str) -> str | None:
+    """One of :data:`KINDS` when the question asks for that kind of value, else None."""
+    q = " ".join(question.lower().split())
+    # "When X happens, does/what …?" asks about the main clause, not for a date.
+    q = re.sub(r"^(?:when|if|once|after|before)\b[^,?]*,\s*", "", q)
+    for kind, pattern in _ASKS:
+        if pattern.search(q):
+            return kind
+    return None
+
+
+def values(kind: str, text: str) -> set[str]:
+    """The values of ``kind`` stated in ``text`` (lower-cased)."""
+    pattern = {"number": _NUMBER, "date": _DATE, "version": _VERSION, "person": _PERSON, "name": _NAME}[kind]
+    found = {m.group().strip().lower() for m in pattern.finditer(text)}
+    if kind == "date":
+        found |= {m.group().lower() for m in _NUMBER.finditer(text) if re.fullmatch(r"\d{4}", m.group())}
+    return found
+
+
+def value_spans(kind: str, text: str) -> list[tuple[int, int]]:
+    """Character spans of the values of ``kind`` in ``text``."""
+    pattern = {"number": _NUMBER, "date": _DATE, "version": _VERSION, "person": _PERSON, "name": _NAME}[kind]
+    return [m.span() for m in pattern.finditer(text)]
+
+
+def has_type(sentence: str, kind: str | None, question: str = "") -> bool:
+    """Whether ``sentence`` states a value of ``kind`` that the question does not already give."""
+    if kind is None:
+        return True
+    asked = values(kind, question)
+    asked_words = set(re.findall(r"\w+", question.lower()))
+    for v in values(kind, sentence) - asked:
+        if kind in ("person", "name") and set(re.findall(r"\w+", v)) <= asked_words:
+            continue
+        return True
+    return False

@@ -1,0 +1,251 @@
+"""Fit the evidence and answerability models on the tune split of the QA collection.
+
+    python -m rag.train                  # writes rag/models/answering.json
+
+For every tune question the shipped retriever fetches passages and
+:class:`~rag.evidence.EvidenceRanker` computes each sentence's features.  A
+sentence is labelled evidence when it overlaps an evidence quote of the
+question (unanswerable questions have none).  Two logistic regressions are
+fitted (scikit-learn; the coefficients are stored as JSON):
+
+1. **evidence**: P(sentence holds what was asked | its features);
+2. **answerable**: P(the passages answer the question | the best sentences'
+   out-of-fold probabilities and the question's signals).
+
+Regularisation, the answer threshold and the quoting thresholds are chosen on
+out-of-fold predictions, folds grouped by document, so no figure in the model
+file was measured on a document the model was fitted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.abstention import QUESTION_FEATURES, question_features
+from rag.collection import COLLECTION, corpus_index, load_collection
+from rag.evidence import FEATURES, Candidate, EvidenceRanker
+from rag.learned import MODEL_PATH, LogisticModel
+from rag.metrics import covers
+
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+FOLDS = 5
+
+
+@dataclass
+class Example:
+    """One tune question with its featurised candidate sentences and their labels."""
+
+    qid: str
+    question: str
+    group: str               # corpus/document: the unit of the cross-validation folds
+    answerable: bool
+    candidates: list[Candidate]
+    labels: list[int]
+    quotes: list[str]
+    in_corpus: Any
+
+
+def collect(split: str = "tune", collection: Path = COLLECTION, progress: bool = True) -> list[Example]:
+    """Featurise every question of ``split`` with the shipped retriever."""
+    from rag.config import Settings
+    from rag.embeddings import get_embedder
+    from rag.retrieval import Retriever
+    from rag.store import IndexStore
+
+    settings = Settings()
+    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+    ranker = EvidenceRanker(embedder)
+    out: list[Example] = []
+    for corpus in load_collection(collection):
+        items = corpus.items(split)
+        if not items:
+            continue
+        store = IndexStore.load(corpus_index(corpus, settings, embedder), model_id=embedder.model_id, dim=embedder.dim)
+        retriever = Retriever(store, embedder)
+        for n, item in enumerate(items, start=1):
+            if progress:
+                print(f"\r{corpus.name}: {n}/{len(items)}", end="", file=sys.stderr)
+            hits = retriever.search(item.question, settings.retrieval.k, settings.retrieval.mode)
+            cands = ranker.featurise(item.question, hits)
+            quotes = [e["quote"] for e in item.evidence] if item.answerable else []
+            labels = [int(any(covers(q, c.text) or covers(c.text, q) for q in quotes)) for c in cands]
+            out.append(Example(item.id, item.question, f"{corpus.name}/{(item.docs or ['-'])[0]}", item.answerable, cands, labels, quotes,
+                               store.lexical.has_term))
+        if progress:
+            print(file=sys.stderr)
+    return out
+
+
+def _folds(groups: list[str], k: int = FOLDS) -> list[int]:
+    """Fold number per row: whole documents to a fold, balanced by size (deterministic)."""
+    sizes: dict[str, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    load = [0] * k
+    fold_of: dict[str, int] = {}
+    for g in sorted(sizes, key=lambda g: (-sizes[g], g)):
+        f = int(np.argmin(load))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    return [fold_of[g] for g in groups]
+
+
+def _fit(x: np.ndarray, y: np.ndarray, c: float, names: tuple[str, ...]) -> LogisticModel:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    clf = LogisticRegression(C=c, max_iter=2000)
+    clf.fit((x - mean) / scale, y)
+    return LogisticModel(names, mean, scale, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
+
+
+def _oof(x: np.ndarray, y: np.ndarray, folds: np.ndarray, c: float, names: tuple[str, ...]) -> np.ndarray:
+    p = np.zeros(len(y))
+    for f in np.unique(folds):
+        train = folds != f
+        p[~train] = _fit(x[train], y[train], c, names).proba(x[~train])
+    return p
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def _choose_c(x: np.ndarray, y: np.ndarray, folds: np.ndarray, names: tuple[str, ...]) -> tuple[float, np.ndarray]:
+    best = None
+    for c in C_GRID:
+        p = _oof(x, y, folds, c, names)
+        loss = _log_loss(y, p)
+        if best is None or loss < best[0]:
+            best = (loss, c, p)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _select(cands: list[Candidate], quote: float, ratio: float, most: int = 3) -> list[int]:
+    """Indices the extractive generator would quote (mirrors ExtractiveGenerator.select)."""
+    order = sorted(range(len(cands)), key=lambda i: -cands[i].score)
+    if not order:
+        return []
+    best = cands[order[0]].score
+    chosen = [order[0]]
+    for i in order[1:]:
+        if len(chosen) >= most:
+            break
+        if cands[i].score >= max(quote, ratio * best):
+            chosen.append(i)
+    return chosen
+
+
+def fit(examples: list[Example]) -> dict[str, Any]:
+    """Fit both models and their thresholds; the model file's content."""
+    rows = [(e, i) for e in examples for i in range(len(e.candidates))]
+    x = np.array([e.candidates[i].features for e, i in rows], dtype=np.float64)
+    y = np.array([e.labels[i] for e, i in rows])
+    sentence_folds = np.array(_folds([e.group for e, _ in rows]))
+    c_ev, oof = _choose_c(x, y, sentence_folds, FEATURES)
+    evidence = _fit(x, y, c_ev, FEATURES)
+
+    # Candidates re-scored with their out-of-fold probabilities, as the pipeline would see them.
+    scored: list[list[Candidate]] = [[] for _ in examples]
+    index = {id(e): n for n, e in enumerate(examples)}
+    for (e, i), p in zip(rows, oof):
+        scored[index[id(e)]].append(replace(e.candidates[i], score=float(p)))
+    for s in scored:
+        s.sort(key=lambda c: -c.score)
+
+    qx = np.array([[f[n] for n in QUESTION_FEATURES] for f in
+                   (question_features(e.question, s, e.in_corpus) for e, s in zip(examples, scored))],
+                  dtype=np.float64)
+    qy = np.array([int(e.answerable) for e in examples])
+    q_folds = np.array(_folds([e.group for e in examples]))
+    c_q, q_oof = _choose_c(qx, qy, q_folds, QUESTION_FEATURES)
+    answerable = _fit(qx, qy, c_q, QUESTION_FEATURES)
+
+    # Answer threshold: the one that best separates answerable from unanswerable (Youden's J).
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    def rates(t: float) -> tuple[float, float]:
+        answered = q_oof >= t
+        return float(answered[qy == 1].mean()), float((~answered[qy == 0]).mean())
+    t_answer = max(grid, key=lambda t: sum(rates(t)))
+    answered_rate, abstained_rate = rates(t_answer)
+
+    # Quoting thresholds: best mean F1 of quoted sentences against evidence, answerable questions.
+    def f1(quote: float, ratio: float) -> float:
+        scores = []
+        for e, s in zip(examples, scored):
+            if not e.answerable or not s:
+                continue
+            label = {(c.start, c.text): lab for c, lab in zip(e.candidates, e.labels)}
+            chosen = [s[i] for i in _select(s, quote, ratio)]
+            precision = sum(label[(c.start, c.text)] for c in chosen) / len(chosen)
+            recall = (sum(any(covers(q, c.text) or covers(c.text, q) for c in chosen) for q in e.quotes)
+                      / len(e.quotes)) if e.quotes else 0.0
+            scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+        return float(np.mean(scores)) if scores else 0.0
+    best_q = max(((q, r) for q in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for r in (0.5, 0.7, 0.85, 0.95)),
+                 key=lambda qr: f1(*qr))
+
+    evidence = LogisticModel(evidence.features, evidence.mean, evidence.scale, evidence.coef, evidence.intercept,
+                             {"quote": best_q[0], "ratio": best_q[1]})
+    answerable = LogisticModel(answerable.features, answerable.mean, answerable.scale, answerable.coef,
+                               answerable.intercept, {"answer": float(t_answer)})
+    top1 = [dict(zip(((c.start, c.text) for c in e.candidates), e.labels))[(s[0].start, s[0].text)]
+            for e, s in zip(examples, scored) if e.answerable and s]
+    return {
+        "evidence": evidence.to_dict(),
+        "answerable": answerable.to_dict(),
+        "fitted": {
+            "command": "python -m rag.train",
+            "date": time.strftime("%Y-%m-%d"),
+            "split": "tune",
+            "questions": len(examples),
+            "answerable_questions": int(qy.sum()),
+            "documents": len({e.group for e in examples}),
+            "sentences": len(rows),
+            "evidence_sentences": int(y.sum()),
+            "cross_validation": f"{FOLDS} folds grouped by document; figures below are out-of-fold",
+            "evidence_C": c_ev, "evidence_auc": round(_auc(y, oof), 4),
+            "top1_is_evidence": round(float(np.mean(top1)), 4) if top1 else None,
+            "answerable_C": c_q, "answerable_auc": round(_auc(qy, q_oof), 4),
+            "answer_threshold_answered_rate": round(answered_rate, 4),
+            "answer_threshold_abstained_unanswerable_rate": round(abstained_rate, 4),
+            "quote_f1": round(f1(*best_q), 4),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rag.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    args = parser.parse_args(argv)
+    examples = collect("tune")
+    model = fit(examples)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(args.out)
+    print(json.dumps(model["fitted"], indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
