@@ -97,7 +97,8 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
 
     An edge line (one of a page's first or last :data:`EDGE_LINES`) is furniture when,
     numbers blanked, it recurs at the edge of at least two other pages (a running head
-    of a chapter of three pages or more), or when it is only a page number.
+    of a chapter of three pages or more) and does not end like a sentence, or when it
+    is only a page number.
     """
     split = [[ln.strip() for ln in p.translate(_LIGATURES).replace("\r\n", "\n").replace("\r", "\n").split("\n")]
              for p in pages]
@@ -113,7 +114,8 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
         kept = []
         for i, ln in enumerate(body):
             edge = i < EDGE_LINES or i >= n - EDGE_LINES
-            if edge and (_PAGE_NUMBER.match(ln) or (counts.get(_furniture_key(ln), 0) >= 3 and len(ln) < 120)):
+            if edge and (_PAGE_NUMBER.match(ln) or (counts.get(_furniture_key(ln), 0) >= 3 and len(ln) < 120
+                                                    and not re.search(r"[.!?,;]$", ln))):
                 continue
             if _LEADERS.search(ln):
                 continue

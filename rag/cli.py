@@ -157,28 +157,41 @@ def ask_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    qa_file: Annotated[Path, typer.Argument(help="QA set (JSONL).", exists=True, dir_okay=False)],
+    qa_file: Annotated[Path, typer.Argument(help="QA set (JSONL), or a collection (eval/collection.json).",
+                                            exists=True, dir_okay=False)],
+    split: Annotated[str, typer.Option("--split", help="For a collection: the split to score (tune or test).")] = "test",
     backend: Annotated[Optional[list[str]], typer.Option("--backend", "-b",
                        help="Backend to score; repeat to compare several.")] = None,
     k: KOpt = None,
     index_dir: IndexDirOpt = None,
     corpus_dir: Annotated[Optional[Path], typer.Option("--corpus-dir",
-                          help="Folder the evidence quotes refer to (default: seeds/).")] = None,
+                          help="Folder the evidence quotes refer to (default: the folder the index "
+                               "was built from).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for results.jsonl, summary.json, report.md.")] = Path("eval-out"),
 ) -> None:
-    """Score retrieval, citation precision/recall and abstention on a QA set."""
+    """Score retrieval, citation precision/recall and abstention on a QA set or a collection split."""
     try:
         from rich.progress import Progress
 
         from rag.assistant import Assistant
+        from rag.collection import evaluate_collection, is_collection
         from rag.evaluation import evaluate
 
+        if is_collection(qa_file):
+            with Progress(transient=True) as bar:
+                task = bar.add_task("evaluating", total=None)
+                summary = evaluate_collection(split, backend=(backend or ["extractive"])[0], out_dir=out,
+                                              collection=qa_file,
+                                              progress=lambda msg: bar.update(task, description=msg))
+            typer.echo((out / "report.md").read_text(encoding="utf-8"))
+            typer.echo(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}, {out / 'report.md'}")
+            return
         s = _settings(index_dir, corpus_dir)
         assistant = Assistant.open(s)
         with Progress(transient=True, disable=not s.show_progress) as bar:
             task = bar.add_task("evaluating", total=None)
             summary = evaluate(qa_file, assistant, backends=backend or None, k=k, out_dir=out,
-                               corpus_dir=s.paths.corpus_dir,
+                               corpus_dir=corpus_dir,
                                progress=lambda msg: bar.update(task, description=msg))
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)
@@ -187,6 +200,21 @@ def eval_cmd(
         typer.echo(f"warning: {len(summary['dataset_errors'])} evidence quotes are not in the corpus "
                    "(see report.md); those questions were not scored", err=True)
     typer.echo(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}, {out / 'report.md'}")
+
+
+@app.command("train")
+def train_cmd(
+    out: Annotated[Optional[Path], typer.Option("--out", help="Model file to write (default: the shipped "
+                                                "rag/models/answering.json).")] = None,
+) -> None:
+    """Fit the evidence and answerability models on the tune split of eval/collection.json."""
+    try:
+        from rag.train import train
+
+        fitted = train(out)
+    except (RagError, ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(json.dumps(fitted["fitted"], indent=1))
 
 
 @app.command("serve")

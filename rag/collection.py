@@ -58,15 +58,26 @@ class Corpus:
         return [i for i in load_qa(self.qa) if split is None or self.split_of(i) == split]
 
 
+def is_collection(path: Path) -> bool:
+    """Whether ``path`` is a collection file (JSON with ``corpora``) rather than a QA set."""
+    if Path(path).suffix.lower() != ".json":
+        return False
+    try:
+        return "corpora" in json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
 def load_collection(path: Path = COLLECTION) -> list[Corpus]:
-    """The corpora of a collection file (paths relative to the project root)."""
+    """The corpora of a collection file (folder and QA paths relative to the file's folder's parent)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
+    root = Path(path).resolve().parent.parent
     out = []
     for name, c in data["corpora"].items():
         bad = {v for v in c["split"].values()} - set(SPLITS)
         if bad:
             raise DatasetError(f"{path}: corpus {name} has unknown split names {sorted(bad)}")
-        out.append(Corpus(name, PROJECT_ROOT / c["folder"], PROJECT_ROOT / c["qa"], c["genre"], dict(c["split"])))
+        out.append(Corpus(name, root / c["folder"], root / c["qa"], c["genre"], dict(c["split"])))
     return out
 
 

@@ -37,7 +37,8 @@ _QUESTION_WORDS = frozenset(tokenize(
 
 FEATURES: tuple[str, ...] = (
     "similarity", "similarity_gap", "neighbour_similarity", "coverage", "coverage_gap", "near_coverage",
-    "rare_coverage", "typed", "type_missing", "asks_type", "passage_rank", "passage_score", "position",
+    "rare_coverage", "typed", "type_missing", "asks_type", "passage_rank", "passage_score", "passage_dense",
+    "position",
     "log_words", "no_end_punct", "key_terms",
     # A typed question wants a sentence that is on topic *and* states the value: a linear
     # model sees that only through these products.
@@ -188,6 +189,7 @@ class EvidenceRanker:
                 "rare_coverage": rare_cov, "typed": float(kind is not None and typed),
                 "type_missing": float(kind is not None and not typed), "asks_type": float(kind is not None),
                 "passage_rank": 1.0 / (1 + i), "passage_score": float(hits[i].score),
+                "passage_dense": float(hits[i].dense_score or 0.0),
                 "position": j / max(1, len(per_hit[i]) - 1), "log_words": math.log(words),
                 "no_end_punct": float(not re.search(r"[.!?:;)\]\"”’']$", sentence)), "key_terms": float(len(terms)),
             }

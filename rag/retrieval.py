@@ -1,8 +1,10 @@
 """Dense, lexical and fused retrieval over an :class:`~rag.store.IndexStore`.
 
-Fusion is a weighted sum of min-max normalised scores (0.6 dense, 0.4 BM25).
-Measured on the 56 answerable questions of eval/dev.jsonl with 900/150 chunks
-(``python benchmarks/retrieval_quality.py``):
+Fusion is a weighted sum of min-max normalised scores: ``alpha`` on dense, the
+rest on BM25, with ``alpha`` chosen on the tune split of the QA collection by
+``python -m rag.train`` (recall@5, then MRR; the model file records the grid).
+Earlier, on the 56 answerable questions of eval/dev.jsonl with 900/150 chunks
+(``python benchmarks/retrieval_quality.py``), at alpha 0.6:
 
     method            recall@1  recall@3  recall@5  MRR@10
     dense             0.571     0.812     0.893     0.747
@@ -32,6 +34,8 @@ from rag.types import Hit
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "lexical")
 RRF_K = 60
+#: The dense weight used when no fitted one is available (the dev-set measurement above).
+DEFAULT_ALPHA = 0.6
 #: Candidates taken from each of the dense and BM25 rankings before fusion.
 POOL = 50
 
@@ -39,7 +43,8 @@ POOL = 50
 class Retriever:
     """Ranks chunks of a store for a query; the store can be swapped atomically."""
 
-    def __init__(self, store: IndexStore, embedder: Embedder, fusion: str = "weighted") -> None:
+    def __init__(self, store: IndexStore, embedder: Embedder, fusion: str = "weighted",
+                 alpha: float | None = None) -> None:
         if fusion not in FUSERS:
             raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(sorted(FUSERS))}")
         if store.dim != embedder.dim:
@@ -47,6 +52,7 @@ class Retriever:
         self._store = store
         self.embedder = embedder
         self.fusion = fusion
+        self.alpha = fitted_alpha() if alpha is None else alpha
         self._lock = threading.Lock()
 
     @property
@@ -75,6 +81,8 @@ class Retriever:
             fused = [(r, s) for r, s in dense]
         elif mode == "lexical":
             fused = list(lexical)
+        elif self.fusion == "weighted":
+            fused = weighted(dense, lexical, self.alpha)
         else:
             fused = FUSERS[self.fusion](dense, lexical)
         dense_by_row = dict(dense)
@@ -91,6 +99,16 @@ class Retriever:
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
 
 
+def fitted_alpha() -> float:
+    """The dense weight of weighted fusion fitted by ``python -m rag.train`` (0.6 before any fit)."""
+    from rag.learned import ModelFileError, load_models
+
+    try:
+        return float(load_models().get("retrieval", {}).get("alpha", DEFAULT_ALPHA))
+    except ModelFileError:
+        return DEFAULT_ALPHA
+
+
 def rrf(dense: list[tuple[int, float]], lexical: list[tuple[int, float]]) -> list[tuple[int, float]]:
     """Reciprocal rank fusion: sum of 1 / (RRF_K + rank) over the rankings."""
     scores: dict[int, float] = {}
@@ -101,7 +119,7 @@ def rrf(dense: list[tuple[int, float]], lexical: list[tuple[int, float]]) -> lis
 
 
 def weighted(dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
-             alpha: float = 0.6) -> list[tuple[int, float]]:
+             alpha: float = DEFAULT_ALPHA) -> list[tuple[int, float]]:
     """Weighted sum of min-max normalised scores (``alpha`` on dense)."""
     def norm(pairs: list[tuple[int, float]]) -> dict[int, float]:
         if not pairs:

@@ -49,31 +49,29 @@ LATENCY_KEYS = {"latency_p50_s", "latency_p95_s"}
 
 # -- the regression gate ------------------------------------------------------------
 # Measured on eval/dev.jsonl, extractive backend, k = 5, weighted hybrid fusion, seeds index
-# (72 questions: 56 answerable, 16 unanswerable), at commit 12b6ed5:
+# (72 questions: 56 answerable, 16 unanswerable), with the learned models of
+# rag/models/answering.json (the dev set is part of their tune split, so these are
+# in-sample figures; the out-of-sample gate is tests/test_collection_gate.py):
 #   recall@1 0.705  recall@3 0.955  recall@5 0.982  recall@10 0.982  MRR@10 0.879
-#   citation precision 0.867  citation recall 0.750  support rate 1.000  answer F1 0.260
-#   abstention 0.875 (14/16)  false abstention 0.107 (6/56)
-#   latency p50 0.22 s, p95 1.9 s with no other run of ours beside it; p50 0.36-0.49 s,
-#   p95 7.8-12.5 s with the CLI runs beside it on a shared 2-CPU machine at load 7-12
-#   (the first questions pay for cold sentence-embedding caches)
+#   citation precision 0.769  citation recall 0.737  support rate 1.000  answer F1 0.285
+#   abstention 0.438 (7/16)  false abstention 0.054 (3/56)
+# The hand-set rules these models replaced scored abstention 0.875 here and 7 of 12 on
+# unseen seeds questions: they had been fitted to these 16 questions one by one.
 # Floors sit 0.03 under those rates, rounded down; false abstention and latency are ceilings.
-# Note: recall@k and MRR come from run_one's second retrieval with k = 10, whose ranking
-# differs from the one the answer used (see test_recall_is_measured_on_the_passages_the_answer_saw);
-# on the answer's own ranking recall@3 is 0.911.  Re-measure these floors when that is fixed.
 GATE_MIN = {
     "recall@1": 0.67,
     "recall@3": 0.92,
     "recall@5": 0.95,
     "recall@10": 0.95,
     "mrr@10": 0.84,
-    "citation_precision": 0.83,
-    "citation_recall": 0.72,
+    "citation_precision": 0.73,
+    "citation_recall": 0.70,
     "support_rate": 0.97,
-    "answer_f1": 0.22,
-    "abstention_rate": 0.84,
+    "answer_f1": 0.25,
+    "abstention_rate": 0.40,
 }
 GATE_MAX = {
-    "false_abstention_rate": 0.14,
+    "false_abstention_rate": 0.09,
     # Over 5x the p95 of an unloaded run (1.9 s); scaled up by the machine's load (below),
     # since wall-clock time on a shared machine is noisy.  It still catches gross slowdowns,
     # such as a model loaded for every question.

@@ -1,0 +1,116 @@
+"""The multi-domain QA collection: real documents, verified evidence, a clean split by document."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from rag.collection import COLLECTION, SPLITS, Corpus, load_collection
+from rag.evaluation import QAItem, dataset_errors, load_qa
+from rag.loaders import is_supported, load_document
+
+KINDS = {"factoid", "number", "date", "version", "name", "list", "definition", "yes-no", "procedure", "unanswerable"}
+
+
+@cache
+def _corpora() -> tuple[Corpus, ...]:
+    return tuple(load_collection())
+
+
+def _new() -> list[Corpus]:
+    """The corpora besides the seeds (whose dev set is checked by test_dev_set.py)."""
+    return [c for c in _corpora() if c.name != "seeds"]
+
+
+@cache
+def _items(name: str) -> tuple[QAItem, ...]:
+    corpus = next(c for c in _corpora() if c.name == name)
+    return tuple(load_qa(corpus.qa))
+
+
+def test_size_genres_and_unanswerable_share() -> None:
+    corpora = _new()
+    assert len(corpora) >= 5
+    assert len({c.genre for c in corpora}) == len(corpora)
+    suffixes = {p.suffix for c in corpora for p in c.folder.iterdir() if is_supported(p)}
+    assert {".pdf", ".html", ".txt"} <= suffixes
+    items = [i for c in corpora for i in _items(c.name)]
+    assert len(items) >= 300
+    unanswerable = [i for i in items if not i.answerable]
+    assert len(unanswerable) * 4 >= len(items)
+    assert len({i.id for i in items}) == len(items)
+
+
+@pytest.mark.parametrize("name", [c.name for c in load_collection() if c.name != "seeds"])
+def test_items_are_well_formed(name: str) -> None:
+    corpus = next(c for c in _corpora() if c.name == name)
+    for line in corpus.qa.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        assert set(d) == {"id", "question", "answer", "answerable", "kind", "doc", "evidence"}, d["id"]
+        assert d["kind"] in KINDS, d["id"]
+        assert d["doc"] in corpus.split, d["id"]
+        if d["answerable"]:
+            assert d["kind"] != "unanswerable" and d["answer"] and d["evidence"], d["id"]
+        else:
+            assert d["kind"] == "unanswerable" and d["answer"] is None and d["evidence"] == [], d["id"]
+        for ev in d["evidence"]:
+            paged = ev["doc"].endswith(".pdf")
+            assert ("page" in ev) == paged, f"{d['id']}: PDF evidence carries its page, other evidence none"
+
+
+@pytest.mark.parametrize("name", [c.name for c in load_collection() if c.name != "seeds"])
+def test_every_quote_is_in_its_document_on_its_page(name: str) -> None:
+    corpus = next(c for c in _corpora() if c.name == name)
+    assert dataset_errors(list(_items(name)), corpus.folder) == []
+
+
+def test_dataset_errors_catch_a_wrong_page() -> None:
+    corpus = next(c for c in _new() if any(d.endswith(".pdf") for d in c.split))
+    item = next(i for i in _items(corpus.name) if i.evidence and "page" in i.evidence[0])
+    ev = dict(item.evidence[0], page=item.evidence[0]["page"] + 3)
+    moved = QAItem(item.id, item.question, item.answer, True, item.kind, [ev], item.doc)
+    errors = dataset_errors([moved], corpus.folder)
+    assert len(errors) == 1 and errors[0]["error"].startswith(f"quote not on page {ev['page']}")
+
+
+def test_split_is_by_document_and_complete() -> None:
+    for corpus in _corpora():
+        files = {p.name for p in corpus.folder.iterdir() if is_supported(p)}
+        assert set(corpus.split) == files, f"{corpus.name}: every document is in exactly one split"
+        assert set(corpus.split.values()) <= set(SPLITS)
+        for item in _items(corpus.name):
+            assert corpus.split_of(item) in SPLITS
+    # Every genre but the seeds' has test documents, and the tune split has every genre.
+    for corpus in _new():
+        assert set(corpus.split.values()) == set(SPLITS), corpus.name
+        per_split = Counter(corpus.split_of(i) for i in _items(corpus.name))
+        assert per_split["test"] >= 20 and per_split["tune"] >= 20, (corpus.name, per_split)
+
+
+def test_a_question_about_documents_in_both_splits_is_refused(tmp_path: Path) -> None:
+    corpus = next(c for c in _new() if len(set(c.split.values())) == 2)
+    tune = next(d for d, s in corpus.split.items() if s == "tune")
+    test = next(d for d, s in corpus.split.items() if s == "test")
+    item = QAItem("x", "q?", "a", True, "factoid", [{"doc": tune, "quote": "a"}, {"doc": test, "quote": "b"}], tune)
+    with pytest.raises(Exception, match="not in one split"):
+        corpus.split_of(item)
+
+
+def test_pdf_quotes_land_on_real_pages() -> None:
+    """Evidence pages are pages of the loaded document (the loader keeps PDF page numbers)."""
+    for corpus in _new():
+        for item in _items(corpus.name):
+            for ev in item.evidence:
+                if "page" in ev:
+                    doc = load_document(corpus.folder / ev["doc"])
+                    assert 1 <= ev["page"] <= max(s.page for s in doc.pages), item.id
+
+
+def test_collection_file_is_the_default() -> None:
+    assert COLLECTION.is_file()
+    data = json.loads(COLLECTION.read_text(encoding="utf-8"))
+    assert set(data["corpora"]) == {c.name for c in _corpora()}

@@ -1,0 +1,89 @@
+"""Regression gate on the test split of the QA collection (documents never used for fitting).
+
+Measured with ``python -m rag.collection --split test`` (extractive backend, k = 5,
+the shipped rag/models/answering.json), 162 questions over 12 test documents:
+    recall@5 0.920  citation precision 0.653  citation recall 0.669
+    unanswerable abstained 0.640  answerable abstained 0.116  cited page holds the evidence 0.786
+Floors sit 0.03 under those figures (ceilings 0.03 over); the README gives them per genre.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.collection import evaluate_collection, load_collection
+from rag.learned import MODEL_PATH, load_models
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GATE_MIN = {
+    "recall@5": 0.89,
+    "citation_precision": 0.62,
+    "citation_recall": 0.63,
+    "abstention_rate": 0.61,
+    "page_accuracy": 0.75,
+}
+GATE_MAX = {"false_abstention_rate": 0.15}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder (RAG_PATHS__CACHE_DIR) whose collection indexes the tests here share."""
+    return tmp_path_factory.mktemp("rag-cache")
+
+
+@pytest.fixture(scope="module")
+def test_split_summary(cache_dir: Path) -> dict:
+    return evaluate_collection("test", cache_dir=cache_dir / "collection", out_dir=cache_dir / "out")
+
+
+@pytest.mark.slow
+def test_regression_gate_on_the_test_split(test_split_summary: dict) -> None:
+    assert test_split_summary["dataset_errors"] == []
+    m = test_split_summary["configs"]["all"]["overall"]
+    expected = sum(len(c.items("test")) for c in load_collection())
+    assert m["questions"] == expected
+    failures = [f"{k} = {m[k]:.3f} < {floor}" for k, floor in GATE_MIN.items() if m[k] < floor]
+    failures += [f"{k} = {m[k]:.3f} > {ceiling}" for k, ceiling in GATE_MAX.items() if m[k] > ceiling]
+    assert not failures, "test-split regression:\n" + "\n".join(failures)
+
+
+@pytest.mark.slow
+def test_every_genre_is_scored_on_the_test_split(test_split_summary: dict) -> None:
+    genres = {c.genre for c in load_collection() if c.items("test")}
+    assert genres <= set(test_split_summary["configs"])
+    for genre in genres:
+        m = test_split_summary["configs"][genre]["overall"]
+        assert m["questions"] >= 20 and m["answerable"] > 0 and m["unanswerable"] > 0, genre
+
+
+@pytest.mark.slow
+def test_training_command_reproduces_the_shipped_model(cache_dir: Path, test_split_summary: dict) -> None:
+    """``python -m rag.train`` refits the shipped model file from the tune split alone."""
+    out = cache_dir / "refit.json"
+    env = dict(os.environ, RAG_PATHS__CACHE_DIR=str(cache_dir), HF_HUB_OFFLINE="1", RAG_SHOW_PROGRESS="0")
+    done = subprocess.run([sys.executable, "-m", "rag.train", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    refit, shipped = json.loads(out.read_text(encoding="utf-8")), load_models(MODEL_PATH)
+    assert refit["retrieval"]["alpha"] == shipped["retrieval"]["alpha"]
+    for name in ("evidence", "answerable"):
+        assert refit[name]["features"] == shipped[name]["features"]
+        assert np.allclose(refit[name]["coef"], shipped[name]["coef"], atol=0.02), name
+        for key, value in shipped[name]["thresholds"].items():
+            assert abs(refit[name]["thresholds"][key] - value) <= 0.02, (name, key)
+    assert refit["fitted"]["questions"] == shipped["fitted"]["questions"]
+
+
+def test_shipped_model_was_fitted_on_the_tune_split_only() -> None:
+    fitted = load_models(MODEL_PATH)["fitted"]
+    assert fitted["split"] == "tune"
+    tune = sum(len(c.items("tune")) for c in load_collection())
+    assert fitted["questions"] == tune
