@@ -5,8 +5,10 @@ answerable ones (MiniLM scores overlap), so the decision is a logistic model
 over signals of the ranked evidence (see :mod:`rag.evidence`): the learned
 probabilities of the best sentences, their similarity and key-term coverage,
 whether the best sentence states the kind of value asked for, and the share of
-the question's key terms that occur nowhere in the corpus.  The model and its
-threshold are fitted on the tune split by ``python -m rag.train``.
+the question's key terms that occur nowhere in the corpus.  A question that asks
+for a kind of value (a number, date, version, person or name) is answered only
+when the best sentence states one with enough probability.  The model and its
+thresholds are fitted on the tune split by ``python -m rag.train``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class AnswerabilityModel:
     def __init__(self, model: LogisticModel | None = None) -> None:
         self.model = model or LogisticModel.from_dict(load_models()["answerable"], QUESTION_FEATURES)
         self.threshold = self.model.thresholds.get("answer", 0.5)
+        self.typed_threshold = self.model.thresholds.get("answer_typed", self.threshold)
+        self.typed_top = self.model.thresholds.get("typed_top", 0.0)
 
     def decide(self, question: str, candidates: list[Candidate], in_corpus: Callable[[str], bool]) -> Decision:
         """Answer or abstain, from the ranked evidence ``candidates`` of the question."""
@@ -80,14 +84,17 @@ class AnswerabilityModel:
         signals = question_features(question, candidates, in_corpus)
         p = float(self.model.proba(np.array([[signals[n] for n in QUESTION_FEATURES]]))[0])
         signals["p_answerable"] = p
-        if p >= self.threshold:
+        best = candidates[0]
+        if not signals["asks_type"] and p >= self.threshold:
+            return Decision(True, "supported", signals)
+        if signals["asks_type"] and p >= self.typed_threshold and best.typed and best.score >= self.typed_top:
             return Decision(True, "supported", signals)
         terms = key_terms(question)
         unknown = [t for t in terms if not in_corpus(t)]
         if unknown and signals["unknown_terms"] >= 0.5:
             reason = f"the documents never mention: {', '.join(unknown)}"
-        elif signals["asks_type"] and signals["type_missing_top3"] > 0.5:
-            reason = "no passage states the kind of value asked for"
+        elif signals["asks_type"]:
+            reason = "no passage clearly states the kind of value asked for"
         else:
             reason = "no passage sentence answers the question well enough"
         return Decision(False, reason, signals)

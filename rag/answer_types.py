@@ -25,9 +25,13 @@ _PERSON = re.compile(r"\b[A-Z][a-z]+(?:(?:\s+|-)(?:[A-Z]\.\s*)*(?:van |de |von )
 # Code-like or proper tokens: --option, file.ext, /path, snake_case, CamelCase, 'quoted', Capitalised.
 _NAME = re.compile(r"(?:--?[a-zA-Z][\w-]*|[\w.-]*/[\w./<>-]+|\b\w+\.\w{1,5}\b|\b\w+_\w+\b|"
                    r"\b[a-z]+[A-Z]\w*\b|[‘'\"“`][^‘'\"“”`’]{1,40}[’'\"”`]|(?<=\s)[A-Z][\w-]+)")
+_YEAR = re.compile(r"(?:1[5-9]\d\d|20\d\d)")
+_TIME_WORD = re.compile(rf"\b(?:in|since|until|till|by|from|before|after|during|of|{_MONTHS}(?: \d{{1,2}},?)?)\s+$",
+                        re.IGNORECASE)
 
 _ASKS = [
-    ("date", re.compile(r"^(?:when|since when|until when)\b|\b(?:what|which) (?:year|date|month|day)\b|"
+    ("date", re.compile(r"^(?:when|since when|until when)\b|\b(?:what|which) (?:is the |was the )?(?:\w+ )?"
+                        r"(?:year|date|month|day)\b|"
                         r"\bin (?:what|which) year\b|\bon what date\b|\bhow long ago\b")),
     ("version", re.compile(r"\b(?:what|which) (?:\w+ )?(?:version|release)\b|\bsince (?:what|which) \w+\b|"
                            r"\bversion number\b")),
@@ -36,13 +40,16 @@ _ASKS = [
                           r"minimum|percentage|share|proportion|count|length|cost|price|fee|rate|total|sum|"
                           r"value|port|width|depth|threshold|range|distance|height|weight|capacity|duration|"
                           r"timeout|speed|frequency|temperature|volume|level|ratio|population|age|"
-                          r"mode|permissions?)\b|\bnumeric value\b")),
+                          r"mode|permissions?|budget|salary|revenue|score|interval)\b|\bnumeric value\b")),
     ("person", re.compile(r"^who\b|\bwhich (?:person|people|author|individual|developer|maintainer)s?\b|"
-                          r"\bwhose\b|\b(?:name|names) of the (?:person|author|people)\b")),
+                          r"\bwhose\b|\b(?:name|names) of the (?:person|author|people)\b|"
+                          r"\bnames? of (?:the )?\w+ who\b")),
     ("name", re.compile(r"\b(?:what|which) (?:is the )?(?:name|option|command|function|file|directory|folder|"
                         r"program|package|tool|variable|flag|argument|field|keyword|macro|utility|library|format|"
                         r"environment variable|setting|license|licence|section|mailing list|address|url|"
-                        r"extension|suffix|prefix)\b|\b(?:is|be|was) (?:called|named)\b")),
+                        r"extension|suffix|prefix)\b|\b(?:is|be|was) (?:called|named)\b|"
+                        r"\b(?:what|which) (?:\w+ )?(?:compan(?:y|ies)|organi[sz]ations?|firms?|countr(?:y|ies)|"
+                        r"cit(?:y|ies))\b")),
 ]
 
 
@@ -57,10 +64,19 @@ def expected_type(question: str) -> str | None:
     return None
 
 
+def _matches(kind: str, text: str) -> list[re.Match[str]]:
+    pattern = {"number": _NUMBER, "date": _DATE, "version": _VERSION, "person": _PERSON, "name": _NAME}[kind]
+    found = list(pattern.finditer(text))
+    if kind == "number":
+        # "automated in 1994" states when, not how much: a year after a time word is a date.
+        found = [m for m in found if not (_YEAR.fullmatch(m.group().rstrip(".,"))
+                                          and _TIME_WORD.search(text[max(0, m.start() - 24):m.start()]))]
+    return found
+
+
 def values(kind: str, text: str) -> set[str]:
     """The values of ``kind`` stated in ``text`` (lower-cased)."""
-    pattern = {"number": _NUMBER, "date": _DATE, "version": _VERSION, "person": _PERSON, "name": _NAME}[kind]
-    found = {m.group().strip().lower() for m in pattern.finditer(text)}
+    found = {m.group().strip().lower() for m in _matches(kind, text)}
     if kind == "date":
         found |= {m.group().lower() for m in _NUMBER.finditer(text) if re.fullmatch(r"\d{4}", m.group())}
     return found
@@ -68,8 +84,7 @@ def values(kind: str, text: str) -> set[str]:
 
 def value_spans(kind: str, text: str) -> list[tuple[int, int]]:
     """Character spans of the values of ``kind`` in ``text``."""
-    pattern = {"number": _NUMBER, "date": _DATE, "version": _VERSION, "person": _PERSON, "name": _NAME}[kind]
-    return [m.span() for m in pattern.finditer(text)]
+    return [m.span() for m in _matches(kind, text)]
 
 
 def has_type(sentence: str, kind: str | None, question: str = "") -> bool:

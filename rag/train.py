@@ -89,9 +89,16 @@ def choose_alpha(split: str = "tune", collection: Path = COLLECTION) -> tuple[fl
     return best, grid
 
 
+#: Off-topic questions per corpus: answerable questions of *other* corpora of the split, asked
+#: of this one.  The collection's own unanswerable questions are all near-topic; these teach the
+#: decision that a question about something else altogether is declined too.
+OFF_TOPIC = 6
+
+
 def collect(split: str = "tune", collection: Path = COLLECTION, progress: bool = True,
-            alpha: float | None = None) -> list[Example]:
-    """Featurise every question of ``split`` with the shipped retriever (fused with ``alpha``)."""
+            alpha: float | None = None, off_topic: int = OFF_TOPIC) -> list[Example]:
+    """Featurise every question of ``split`` with the shipped retriever (fused with ``alpha``),
+    plus ``off_topic`` questions per corpus taken from the other corpora (labelled unanswerable)."""
     from rag.config import Settings
     from rag.embeddings import get_embedder
     from rag.retrieval import Retriever
@@ -101,20 +108,22 @@ def collect(split: str = "tune", collection: Path = COLLECTION, progress: bool =
     embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
     ranker = EvidenceRanker(embedder)
     out: list[Example] = []
-    for corpus in load_collection(collection):
-        items = corpus.items(split)
-        if not items:
-            continue
+    corpora = [c for c in load_collection(collection) if c.items(split)]
+    for corpus in corpora:
+        items = [(item, f"{corpus.name}/{(item.docs or ['-'])[0]}", item.answerable) for item in corpus.items(split)]
+        others = [i for c in corpora if c.name != corpus.name for i in c.items(split) if i.answerable]
+        step = max(1, len(others) // off_topic) if off_topic else 0
+        items += [(i, f"{corpus.name}/off-topic", False) for i in (others[::step][:off_topic] if step else [])]
         store = IndexStore.load(corpus_index(corpus, settings, embedder), model_id=embedder.model_id, dim=embedder.dim)
         retriever = Retriever(store, embedder, alpha=alpha)
-        for n, item in enumerate(items, start=1):
+        for n, (item, group, answerable) in enumerate(items, start=1):
             if progress:
                 print(f"\r{corpus.name}: {n}/{len(items)}", end="", file=sys.stderr)
             hits = retriever.search(item.question, settings.retrieval.k, settings.retrieval.mode)
             cands = ranker.featurise(item.question, hits)
-            quotes = [e["quote"] for e in item.evidence] if item.answerable else []
+            quotes = [e["quote"] for e in item.evidence] if answerable else []
             labels = [int(any(covers(q, c.text) or covers(c.text, q) for q in quotes)) for c in cands]
-            out.append(Example(item.id, item.question, f"{corpus.name}/{(item.docs or ['-'])[0]}", item.answerable, cands, labels, quotes,
+            out.append(Example(item.id, item.question, group, answerable, cands, labels, quotes,
                                store.lexical.has_term))
         if progress:
             print(file=sys.stderr)
@@ -216,13 +225,24 @@ def fit(examples: list[Example]) -> dict[str, Any]:
     c_q, q_oof = _choose_c(qx, qy, q_folds, QUESTION_FEATURES)
     answerable = _fit(qx, qy, c_q, QUESTION_FEATURES)
 
-    # Answer threshold: the one that best separates answerable from unanswerable (Youden's J).
-    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    def rates(t: float) -> tuple[float, float]:
-        answered = q_oof >= t
+    # The decision: a typed question ("how many", "when", "which version", "who" …) is answered
+    # only when the best sentence states a value of the asked kind with probability >= ``typed_top``
+    # and the answerable model says >= ``answer_typed``; any other question when it says
+    # >= ``answer``.  The three are chosen together for the best balance of the two abstention
+    # rates (Youden's J) on the out-of-fold predictions.
+    asks = np.array([bool(s) and bool(s[0].features[FEATURES.index("asks_type")]) for s in scored])
+    top_typed = np.array([s[0].score if s and s[0].typed else 0.0 for s in scored])
+    grid = np.round(np.arange(0.0, 0.951, 0.05), 2)
+    def decide(t_plain: float, t_typed: float, top: float) -> np.ndarray:
+        return np.where(asks, (q_oof >= t_typed) & (top_typed >= top), q_oof >= t_plain)
+    def rates(answered: np.ndarray) -> tuple[float, float]:
         return float(answered[qy == 1].mean()), float((~answered[qy == 0]).mean())
-    t_answer = max(grid, key=lambda t: sum(rates(t)))
-    answered_rate, abstained_rate = rates(t_answer)
+    t_answer, t_typed, t_top = max(((a, b, c) for a in grid for b in grid for c in grid),
+                                   key=lambda abc: (sum(rates(decide(*abc))), -abc[0], -abc[1], -abc[2]))
+    answered_rate, abstained_rate = rates(decide(t_answer, t_typed, t_top))
+    off = np.array([e.group.endswith("/off-topic") for e in examples])
+    near_abstained = float((~decide(t_answer, t_typed, t_top)[(qy == 0) & ~off]).mean())
+    off_abstained = float((~decide(t_answer, t_typed, t_top)[off]).mean()) if off.any() else None
 
     # Quoting thresholds: best mean F1 of quoted sentences against evidence, answerable questions.
     def f1(quote: float, ratio: float) -> float:
@@ -243,7 +263,8 @@ def fit(examples: list[Example]) -> dict[str, Any]:
     evidence = LogisticModel(evidence.features, evidence.mean, evidence.scale, evidence.coef, evidence.intercept,
                              {"quote": best_q[0], "ratio": best_q[1]})
     answerable = LogisticModel(answerable.features, answerable.mean, answerable.scale, answerable.coef,
-                               answerable.intercept, {"answer": float(t_answer)})
+                               answerable.intercept, {"answer": float(t_answer), "answer_typed": float(t_typed),
+                                                      "typed_top": float(t_top)})
     top1 = [dict(zip(((c.start, c.text) for c in e.candidates), e.labels))[(s[0].start, s[0].text)]
             for e, s in zip(examples, scored) if e.answerable and s]
     return {
@@ -264,6 +285,9 @@ def fit(examples: list[Example]) -> dict[str, Any]:
             "answerable_C": c_q, "answerable_auc": round(_auc(qy, q_oof), 4),
             "answer_threshold_answered_rate": round(answered_rate, 4),
             "answer_threshold_abstained_unanswerable_rate": round(abstained_rate, 4),
+            "off_topic_questions": int(off.sum()),
+            "near_topic_unanswerable_abstained": round(near_abstained, 4),
+            "off_topic_abstained": None if off_abstained is None else round(off_abstained, 4),
             "quote_f1": round(f1(*best_q), 4),
         },
     }

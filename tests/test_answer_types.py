@@ -22,6 +22,10 @@ from rag.types import Chunk, Hit
     ("Which option turns off the default suppressions?", "name"),
     ("What is the name of the file that lists the packages?", "name"),
     ("When cg_diff compares two profiles, does it compute differences line by line?", None),
+    ("What was the exact date of the roundtable?", "date"),
+    ("What is the annual budget of the program?", "number"),
+    ("What are the names of the panellists who spoke?", "person"),
+    ("Which companies sit on the advisory group?", "name"),
     ("What does interchangeability require?", None),
 ])
 def test_expected_type(question: str, kind: str | None) -> None:
@@ -42,6 +46,10 @@ def test_expected_type(question: str, kind: str | None) -> None:
     # A value the question itself gives is not an answer.
     ("Stata versions 5 to 12 can be read.", "Can Stata 12 files be read?", "number", True),
     ("Stata 12 files can be read.", "How many Stata 12 files can be read?", "number", False),
+    # A year after a time word says when, not how much.
+    ("The lighthouse was automated in 1994.", "What is the range of the lamp?", "number", False),
+    ("The archive held 2000 reports in March 2001.", "How many reports did the archive hold?", "number", True),
+    ("The lighthouse was automated in 1994.", "When was the lighthouse automated?", "date", True),
 ])
 def test_has_type(sentence: str, question: str, kind: str, expected: bool) -> None:
     assert has_type(sentence, kind, question) is expected
