@@ -257,7 +257,8 @@ class Assistant:
             added: list[Path] = []
             try:
                 for i, f in enumerate(files):
-                    added.append(add_to_corpus(f, corpus, names[i] if names else None))
+                    added.append(add_to_corpus(f, corpus, names[i] if names else None,
+                                               max_bytes=int(self.settings.max_upload_mb * 1e6)))
             except (LoaderError, ValueError, OSError):
                 for path in added:
                     path.unlink(missing_ok=True)

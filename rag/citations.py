@@ -72,6 +72,29 @@ def strip_markers(sentence: str) -> str:
     return re.sub(r"\s+([.!?,;:])", r"\1", sentence).strip()
 
 
+# The marker groups that end a sentence, and its closing punctuation after them.
+_END_MARKERS = re.compile(r"((?:[ \t]*\[\d{1,4}(?:\s*,\s*\d{1,4})*\])+)([.!?…][\"”’')\]]*)?[ \t]*$")
+
+
+def quoted_with_references(sentence: str, hits: list[Hit]) -> tuple[str, list[int]] | None:
+    """(the quote, the passages it cites) when ``sentence`` is a verbatim passage sentence that
+    holds the document's own reference numbers ("… the grid survey [3].") followed by the answer's
+    marker(s); None otherwise.  Only the final markers are citations then."""
+    m = _END_MARKERS.search(sentence)
+    if not m:
+        return None
+    groups = list(MARKER.finditer(m.group(1)))
+    head, punct = sentence[:m.start()], m.group(2) or ""
+    for k in range(1, len(groups) + 1):  # the last k groups are the answer's markers
+        body = (head + m.group(1)[:groups[-k].start()]).rstrip() + punct
+        if not MARKER.search(body):
+            return None
+        cited = [n for g in groups[-k:] for n in parse_markers(g.group()) if 1 <= n <= len(hits)]
+        if cited and any(body in hits[n - 1].chunk.text for n in cited):
+            return body, cited
+    return None
+
+
 _TRAILING = re.compile(r"([.!?…][\"”’')\]]*)[ \t]+((?:\[\d+(?:\s*,\s*\d+)*\][ \t]*)+)(?=\s|$)")
 
 
@@ -172,6 +195,9 @@ class SupportChecker:
             raw = answer[s:e]
             cited = [n for n in parse_markers(raw) if 1 <= n <= len(hits)]
             claim = strip_markers(raw)
+            quoted = quoted_with_references(raw, hits)
+            if quoted is not None:  # the passage's own "[3]" is part of the quote, not a citation
+                claim, cited = quoted
             if not claim or NO_ANSWER.lower().rstrip(".") in claim.lower():
                 continue
             if len(tokenize(claim)) < MIN_CLAIM_TERMS:  # a fragment such as "Here's how" claims nothing

@@ -95,3 +95,4 @@ class Settings(BaseSettings):
         "quote them. Turn off only to measure what the guard prevents.",
     )
     show_progress: bool = Field(True, description="Show progress bars (RAG_SHOW_PROGRESS=0 turns them off).")
+    max_upload_mb: float = Field(100.0, gt=0, le=100_000, description="Largest file accepted by an upload, in MB.")

@@ -35,6 +35,9 @@ _QUESTION_WORDS = frozenset(tokenize(
     "can could should would will may might must describe explain name give list tell"
 ))
 
+# A Markdown heading names a section; it states nothing, so it is never evidence.
+_HEADING = re.compile(r"\s*#{1,6}\s")
+
 FEATURES: tuple[str, ...] = (
     "similarity", "similarity_gap", "neighbour_similarity", "coverage", "coverage_gap", "near_coverage",
     "rare_coverage", "typed", "type_missing", "asks_type", "passage_rank", "passage_score", "passage_dense",
@@ -141,7 +144,8 @@ class EvidenceRanker:
             for j, (s, e) in enumerate(sents):
                 sentence = text[s:e]
                 key = (hit.chunk.doc_id, hit.chunk.char_start + s)
-                if key in seen or len(sentence.split()) < 4 or (self.guard and is_instruction(sentence)):
+                if key in seen or len(sentence.split()) < 4 or _HEADING.match(sentence) \
+                        or (self.guard and is_instruction(sentence)):
                     continue
                 seen.add(key)
                 spans.append((i, j, hit.chunk.char_start + s, hit.chunk.char_start + e, sentence))

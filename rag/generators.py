@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -90,6 +91,44 @@ class ExtractiveGenerator:
             yield ("" if i == 0 else " ") + f"{c.text} [{c.hit_index + 1}]"
 
 
+def with_deadline(parts: Iterator[str], timeout_s: float, what: str = "the model") -> Iterator[str]:
+    """The items of ``parts``, read on a worker thread, ending in :class:`GenerationError` once
+    ``timeout_s`` have passed in all.
+
+    A per-read timeout is not enough: a server that keeps the stream open with keep-alive
+    comments and never sends a token resets it for ever.  An abandoned read ends on its own
+    when the server closes the connection; its thread is a daemon.
+    """
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for part in parts:
+                items.put(("part", part))
+                if stop.is_set():
+                    return
+            items.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            items.put(("error", exc))
+
+    threading.Thread(target=pump, name="rag-generation", daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                kind, value = items.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise GenerationError(f"{what} timed out: no complete answer within {timeout_s:g}s") from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
 # -- llama.cpp ---------------------------------------------------------------
 
 def bundled_gguf(cache_dir: Path) -> Path:
@@ -134,7 +173,8 @@ class LlamaCppGenerator:
 
     def __init__(self, model_path: str | Path | None = None, *, cache_dir: Path | None = None,
                  n_ctx: int = 4096, max_tokens: int = 256, n_threads: int | None = None,
-                 prompt_style: str = "auto") -> None:
+                 prompt_style: str = "auto", timeout_s: float = 120.0) -> None:
+        self.timeout_s = timeout_s
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -176,7 +216,12 @@ class LlamaCppGenerator:
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         with self._lock:
-            yield from self._stream(request)
+            deadline = time.monotonic() + self.timeout_s
+            for part in self._stream(request):
+                yield part
+                if time.monotonic() > deadline:  # checked between tokens: generation is in-process
+                    raise GenerationError(f"the local model timed out: no complete answer within "
+                                          f"{self.timeout_s:g}s")
 
     def _stream(self, request: GenerationRequest) -> Iterator[str]:
         try:
@@ -242,12 +287,9 @@ class OpenAIGenerator:
             messages = [HumanMessage(evidence_prompt(request.question, request.candidates, guard=request.guard))]
         else:
             messages = [SystemMessage(SYSTEM), HumanMessage(user_prompt(request.question, request.hits, request.guard))]
-        deadline = time.monotonic() + self.timeout_s
         parts: list[str] = []
         try:
-            for chunk in self.chat.stream(messages):
-                if time.monotonic() > deadline:
-                    raise GenerationError(f"the model did not finish within {self.timeout_s:g}s")
+            for chunk in with_deadline(self.chat.stream(messages), self.timeout_s):
                 content: Any = chunk.content
                 text = content if isinstance(content, str) else ""
                 parts.append(text)
@@ -266,7 +308,7 @@ REGISTRY: dict[str, Factory] = {
     "extractive": lambda llm, paths: ExtractiveGenerator(),
     "llama-cpp": lambda llm, paths: LlamaCppGenerator(
         llm.gguf_path, cache_dir=paths.cache_dir, n_ctx=llm.n_ctx, max_tokens=llm.max_tokens,
-        prompt_style=llm.prompt_style),
+        prompt_style=llm.prompt_style, timeout_s=llm.timeout_s),
     "openai": lambda llm, paths: OpenAIGenerator(
         llm.openai_model, base_url=llm.openai_base_url, api_key=llm.openai_api_key,
         timeout_s=llm.timeout_s, max_tokens=llm.max_tokens, prompt_style=llm.prompt_style),

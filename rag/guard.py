@@ -3,16 +3,42 @@
 A passage may contain text written to steer a model ("ignore all previous
 instructions", a fake ``system:`` turn, a fake citation, a request for the
 prompt or for HTML).  Such sentences are masked before a passage reaches an
-LLM, are never quoted by the extractive generator, and never count as support.
+LLM, are never quoted by the extractive generator, and never count as support;
+the stored text is unchanged.  Sentences are read through :func:`normalise`
+first (NFKC, invisible characters removed, look-alike Cyrillic and Greek letters
+mapped to Latin), so "Іgnоrе" spelt with Cyrillic letters or split by zero-width
+spaces reads as "Ignore".
+
+The patterns below were written for the project's own 23 attacks.  On the
+held-out split of ``eval/guard/`` they miss most attack sentences; a learned
+detector is measured against them by ``python benchmarks/guard_detector.py``.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from functools import lru_cache
 
 from rag.sentences import sentence_spans
 
 MASK = "[instruction-like text removed]"
+# Invisible characters that split words for a reader-machine but not for a human eye:
+# zero-width spaces and joiners, soft hyphen, word joiner, bidi embeddings and isolates, BOM.
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Cyrillic and Greek letters drawn like Latin ones ("Іgnоrе" with Cyrillic І, о, е).
+# Full-width and other compatibility forms are folded by NFKC.
+_LOOKALIKE = str.maketrans(
+    "АВЕКМНОРСТХУІЈЅԁаеорсуххіјѕһӏԛԝɡΑΒΕΖΗΙΚΜΝΟΡΤΥΧαοιρυνκτχϲ",
+    "ABEKMHOPCTXYIJSdaeopcyxxijshlqwgABEZHIKMNOPTYXaoipuvktxc",
+)
+
+
+def normalise(text: str) -> str:
+    """``text`` as a detector should read it: NFKC, invisible characters removed, look-alike
+    letters mapped to Latin.  For detection only; stored and shown text is never changed."""
+    return unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)).translate(_LOOKALIKE)
+
 
 _PATTERNS = [
     r"\b(ignore|disregard|forget|override|bypass)\b[^.!?\n]{0,60}\b(instruction|prompt|rule|direction|guideline|context|message|above|previous|prior|earlier)s?\b",
@@ -47,9 +73,10 @@ _PATTERNS = [
 _INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE | re.MULTILINE)
 
 
+@lru_cache(maxsize=50_000)
 def is_instruction(sentence: str) -> bool:
-    """Whether ``sentence`` reads as an instruction to a model rather than report content."""
-    return bool(_INSTRUCTION.search(sentence))
+    """Whether ``sentence`` reads as an instruction to a model rather than document content."""
+    return bool(_INSTRUCTION.search(normalise(sentence)))
 
 
 def instruction_spans(text: str) -> list[tuple[int, int]]:

@@ -250,7 +250,8 @@ def load_document(
     if catalog is None:
         catalog = read_catalog(path.parent)
     entry = catalog.get(path.name, {})
-    title = str(entry.get("title") or file_title or _title_from_name(path))
+    # One line: a title is shown in single-line places (markers, source lists, prompts).
+    title = " ".join(str(entry.get("title") or file_title or "").split()) or _title_from_name(path)
     metadata = {k: str(v) for k, v in entry.items() if k != "title"}
     return Document(
         id=digest[:16], source=name, title=title, text=text, pages=tuple(spans),

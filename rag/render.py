@@ -22,6 +22,9 @@ from rag.types import Answer, Citation, Hit
 _ESCAPES = {ord(c): f"&#{ord(c)};" for c in "[]()*_`#!\\~|${}:"}
 _ESCAPES.update({ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
                  ord('"'): "&quot;", ord("'"): "&#x27;"})
+# A line break inside HTML shown by a Markdown widget can end the HTML block (a blank line
+# does): escaped text is one line; :func:`esc_lines` keeps breaks as ``<br>``.
+_ESCAPES.update({ord(c): " " for c in "\r\n\v\f\x85\u2028\u2029"})
 
 #: Longest question echoed back in the chat, in characters.
 MAX_QUESTION_SHOWN = 600
@@ -56,11 +59,18 @@ def _marker_link(turn: int, citation: Citation) -> str:
 
 
 def _linked_text(text: str, turn: int, citations: Sequence[Citation]) -> str:
-    """``text`` escaped, with each known marker ``[n]`` (or ``[n, m]``) as an anchor."""
+    """``text`` escaped, with each known marker ``[n]`` (or ``[n, m]``) as an anchor.
+
+    Brackets inside a quoted passage sentence ("… the grid survey [3].") are the document's
+    own reference numbers, shown as text."""
     by_marker = {c.marker: c for c in citations}
+    quoted = [(i, i + len(c.quote)) for c in citations if c.quote and MARKER.search(c.quote)
+              for i in _occurrences(text, c.quote)]
     out: list[str] = []
     pos = 0
     for m in MARKER.finditer(text):
+        if any(a <= m.start() and m.end() <= b for a, b in quoted):
+            continue
         out.append(esc_lines(text[pos:m.start()]))
         numbers = [int(n) for n in re.findall(r"\d+", m.group(1))]
         if all(n in by_marker for n in numbers):
@@ -70,6 +80,14 @@ def _linked_text(text: str, turn: int, citations: Sequence[Citation]) -> str:
         pos = m.end()
     out.append(esc_lines(text[pos:]))
     return "".join(out)
+
+
+def _occurrences(text: str, part: str) -> list[int]:
+    found, at = [], text.find(part)
+    while at >= 0:
+        found.append(at)
+        at = text.find(part, at + 1)
+    return found
 
 
 def _timing(answer: Answer) -> str:

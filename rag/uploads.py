@@ -7,8 +7,9 @@ a stored file can never land outside the corpus folder.
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
+import secrets
 import unicodedata
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from rag.errors import LoaderError
 from rag.loaders import SUPPORTED_SUFFIXES, load_document
 
 MAX_NAME = 120
+#: Largest file accepted by default (bytes); ``Settings.max_upload_mb`` overrides it.
+DEFAULT_MAX_BYTES = 100 * 1000 * 1000
 
 
 def safe_name(name: str) -> str:
@@ -38,34 +41,50 @@ def safe_name(name: str) -> str:
     return f"{stem}.{suffix}" if suffix else stem
 
 
-def add_to_corpus(source: str | Path, corpus_dir: str | Path, name: str | None = None) -> Path:
+def add_to_corpus(source: str | Path, corpus_dir: str | Path, name: str | None = None,
+                  max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
     """Check that ``source`` loads, then copy it into ``corpus_dir`` under a safe name.
 
-    A file that does not load raises :class:`LoaderError` and nothing is copied.
-    An existing file of the same name is not overwritten: a numbered name is used.
+    A file larger than ``max_bytes`` or that does not load raises :class:`LoaderError`
+    and nothing is copied.  An existing file of the same name is not overwritten: a
+    numbered name is used.  The staging copy is created anew (never through an existing
+    file or link) and removed on any error.
     """
     source = Path(source)
     corpus = Path(corpus_dir).resolve()
     target_name = safe_name(name or source.name)
     if Path(target_name).suffix.lower() not in SUPPORTED_SUFFIXES:
         raise LoaderError(target_name, f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}")
-    # Load from a copy named like the target so the loader sees the right extension.
-    staging = corpus / f".upload-{target_name}"
+    size = source.stat().st_size
+    if size > max_bytes:
+        raise LoaderError(target_name, f"the file is {size / 1e6:.1f} MB; the upload limit is "
+                                       f"{max_bytes / 1e6:.1f} MB (setting RAG_MAX_UPLOAD_MB)")
     corpus.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, staging)
+    # Load from a copy named like the target so the loader sees the right extension.
+    staging = corpus / f".upload-{os.getpid()}-{secrets.token_hex(4)}-{target_name}"
+    # O_EXCL | O_NOFOLLOW: a name planted in the folder (a file or a link) is never written through.
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
-        load_document(staging, source=target_name, catalog={})
-    except LoaderError as exc:
-        staging.unlink(missing_ok=True)
-        raise LoaderError(target_name, exc.reason) from None
-    target = corpus / target_name
-    n = 1
-    while target.exists():
-        stem, suffix = Path(target_name).stem, Path(target_name).suffix
-        target = corpus / f"{stem} ({n}){suffix}"
-        n += 1
-    if target.resolve().parent != corpus:  # defence in depth: never outside the corpus
-        staging.unlink(missing_ok=True)
-        raise ValueError(f"refusing to write outside {corpus}")
-    staging.replace(target)
-    return target
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            copied = 0
+            while chunk := src.read(1 << 20):
+                copied += len(chunk)
+                if copied > max_bytes:  # the file grew while it was copied
+                    raise LoaderError(target_name, f"the upload limit is {max_bytes / 1e6:.1f} MB")
+                out.write(chunk)
+        try:
+            load_document(staging, source=target_name, catalog={})
+        except LoaderError as exc:
+            raise LoaderError(target_name, exc.reason) from None
+        target = corpus / target_name
+        n = 1
+        while target.exists() or target.is_symlink():
+            stem, suffix = Path(target_name).stem, Path(target_name).suffix
+            target = corpus / f"{stem} ({n}){suffix}"
+            n += 1
+        if target.resolve().parent != corpus:  # defence in depth: never outside the corpus
+            raise ValueError(f"refusing to write outside {corpus}")
+        staging.replace(target)
+        return target
+    finally:
+        staging.unlink(missing_ok=True)  # ours (created above); gone already after the rename

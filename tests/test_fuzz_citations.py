@@ -211,12 +211,6 @@ def test_rendering_any_answer_is_inert(text: str, title: str, source: str, quote
                     assert 1 <= int((value or "").rsplit("-", 1)[1]) <= max(n, 1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG rag/generators.py ExtractiveGenerator + rag/citations.py check: a quoted document sentence that holds "
-    "its own reference numbers ('... rose 12 percent in 2021 [2], according to the grid survey [3].') gets the "
-    "generator's marker appended, and the check reads [2] and [3] as the answer's citation markers: they are "
-    "stripped from the answer text (no longer a verbatim quote) and the sentence is checked against passages "
-    "2 and 3, which the generator never cited. Expected: the quote kept verbatim, cited to [1] only"))
 def test_reference_numbers_inside_a_quoted_sentence_are_not_citations(tmp_path, embedder) -> None:  # noqa: ANN001
     from rag.assistant import Assistant
     from rag.indexing import index_folder

@@ -137,14 +137,7 @@ def test_extractive_retrieves_the_injected_document_and_resists(injection_id: st
     assert not answer.abstained and item["answer_word"] in answer.text  # and the question is still answered
 
 
-VERBATIM_BUGS = {
-    "polite-vendor": (
-        "BUG rag/generators.py ExtractiveGenerator / rag/evidence.py EvidenceRanker: a Markdown heading "
-        "('# Lisk Water Treatment Plant Upgrade', no full stop) is ranked as an evidence sentence and quoted; "
-        "the citation check then reads heading and next quote as one sentence, so the answer shows "
-        "'# Lisk Water Treatment Plant Upgrade  The Lisk plant upgrade will add ...' - a 'quote' that is not in "
-        "the document"),
-}
+VERBATIM_BUGS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("injection_id", _params(VERBATIM_BUGS))

@@ -342,3 +342,16 @@ def test_documents_table() -> None:
 def test_long_question_is_shortened_for_display() -> None:
     markup = question_html("x" * 5000)
     assert "5,000 characters" in markup and markup.count("x") < 700
+
+
+def test_reference_numbers_inside_a_quote_are_not_links() -> None:
+    """A quoted sentence that holds the document's own "[1]" keeps it as text; the answer's own
+    marker after the quote is the only link."""
+    quote = "Output rose 12 percent in 2021 [1], according to the grid survey [2]."
+    chunk = _chunk("doc1-0001", f"Intro. {quote} More.", 0)
+    answer = Answer(question="By how much did output rise?", text=f"{quote} [1]",
+                    citations=[_citation(1, chunk, quote)], passages=[_hit(chunk)], abstained=False,
+                    backend="extractive")
+    html = answer_html(answer)
+    assert html.count('class="rag-marker"') == 1
+    assert "2021 &#91;1&#93;, according" in html

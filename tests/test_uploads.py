@@ -33,7 +33,7 @@ def test_hostile_names_are_stored_inside_the_corpus_or_refused(tmp_path: Path, n
         stored = add_to_corpus(src, corpus, name=name)
     except (ValueError, LoaderError) as exc:
         assert str(exc)  # refused with a message
-        assert not any(p for p in tmp_path.rglob("*") if p.is_file() and p != src and ".upload-" not in p.name)
+        assert not any(p for p in tmp_path.rglob("*") if p.is_file() and p != src)  # no staging copy either
         return
     assert stored.resolve().parent == corpus.resolve()
     assert "\x00" not in stored.name and "/" not in stored.name and "\\" not in stored.name
@@ -52,6 +52,47 @@ def test_a_bad_upload_is_refused_and_nothing_is_copied(tmp_path: Path) -> None:
         add_to_corpus(bad, corpus)
     assert "report.pdf" in str(err.value)
     assert list(corpus.iterdir()) == []
+
+
+def test_an_upload_over_the_size_limit_is_refused_and_nothing_is_copied(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    big = tmp_path / "big.txt"
+    big.write_text("The archive lists every shipment of the year in order. " * 400, encoding="utf-8")
+    with pytest.raises(LoaderError, match="upload limit") as err:
+        add_to_corpus(big, corpus, max_bytes=10_000)
+    assert "big.txt" in str(err.value) and "RAG_MAX_UPLOAD_MB" in str(err.value)
+    assert list(corpus.iterdir()) == []
+    assert add_to_corpus(big, corpus, max_bytes=big.stat().st_size).read_bytes() == big.read_bytes()
+
+
+def test_the_size_limit_is_a_setting_of_the_assistant(tmp_path: Path, seed_index, embedder) -> None:  # noqa: ANN001
+    from rag.assistant import Assistant
+    from rag.config import Settings
+
+    settings = Settings(max_upload_mb=0.001)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    doc = tmp_path / "notes.txt"
+    doc.write_text("The depot holds forty-two spare rotor blades for the fleet. " * 50, encoding="utf-8")
+    assistant = Assistant(seed_index[1], "extractive", embedder=embedder, settings=settings)
+    with pytest.raises(LoaderError, match="upload limit"):
+        assistant.add_files([doc], corpus)
+    assert list(corpus.iterdir()) == []
+
+
+def test_a_link_planted_in_the_corpus_is_never_written_through(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched", encoding="utf-8")
+    (corpus / "notes.txt").symlink_to(outside)
+    src = tmp_path / "upload.txt"
+    src.write_text("The depot holds forty-two spare rotor blades for the fleet.", encoding="utf-8")
+    stored = add_to_corpus(src, corpus, name="notes.txt")
+    assert outside.read_text(encoding="utf-8") == "untouched"
+    assert stored.name == "notes (1).txt" and not stored.is_symlink()
+    assert sorted(p.name for p in corpus.iterdir()) == ["notes (1).txt", "notes.txt"]
 
 
 def test_same_name_gets_a_numbered_copy_not_an_overwrite(tmp_path: Path) -> None:

@@ -255,12 +255,6 @@ def test_documents_table_and_messages(hostile_index: Path, embedder) -> None:
     assert HOSTILE_FILE in visible_text(views["documents"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG rag/render.py esc(): line breaks are kept, so a title or file name holding a blank line (an HTML "
-    "<title>Annual\\n\\nReport</title>, kept as is by rag/loaders.py _load_html) puts a blank line inside "
-    "answer_html's marker title attribute; the Chatbot renders Markdown, which ends the HTML block there: "
-    "in the browser the [1] marker vanishes, the rest of the tag shows as text and the meta line becomes the "
-    "link text (seen with the real app). Expected: no newline in rendered HTML (test_render.py's own rule)"))
 def test_a_title_with_a_blank_line_keeps_the_answer_html_on_one_line(tmp_path: Path, embedder) -> None:
     corpus = tmp_path / "docs"
     corpus.mkdir()
@@ -275,6 +269,16 @@ def test_a_title_with_a_blank_line_keeps_the_answer_html_on_one_line(tmp_path: P
     for markup in (render.answer_html(answer), render.sources_html(answer)):
         _assert_inert({"markup": markup})
         assert "\n" not in markup and "\r" not in markup
+    assert answer.citations[0].title == "Annual Report"
+
+
+def test_escaped_text_is_one_line() -> None:
+    """A line break in a title, file name or quote never reaches the HTML (a blank line would end
+    the HTML block in the Markdown-rendering chat)."""
+    for text in ("Annual\n\nReport", "a\r\nb", "a\u2028b", "x\x85y"):
+        out = render.esc(text)
+        assert not any(c in out for c in "\n\r\u2028\x85"), out
+    assert render.esc_lines("one\n\ntwo") == "one<br><br>two"
 
 
 def test_the_checker_itself_catches_markup() -> None:

@@ -1,0 +1,151 @@
+"""How well instruction-like sentences are told from ordinary ones, on held-out data.
+
+    python benchmarks/guard_detector.py
+
+Data: ``eval/guard/injections.jsonl`` (attack sentences in many styles and seven
+languages, split by template idea) and ``eval/guard/ordinary.jsonl`` (ordinary
+sentences of real documents, many of them directive, split by source document).
+Detectors compared on the ``test`` split:
+
+- ``patterns``: the shipped :func:`rag.guard.is_instruction`;
+- ``ngrams``: logistic regression over hashed character 3-5-grams and word 1-2-grams
+  of the normalised sentence, plus the shipped patterns as features;
+- ``ngrams+minilm``: the same plus the sentence's MiniLM embedding.
+
+Learned detectors are fitted on ``train`` only; their threshold is the lowest that
+masks at most 1 % (and, in a second row, 2 %) of ordinary sentences out of fold
+(5 folds grouped like the split).  "disguised" rows score the attacks again after
+swapping Latin letters for Cyrillic look-alikes and inserting zero-width spaces.
+Writes benchmarks/results/guard_detector.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import table, write  # noqa: E402
+
+from rag.guard import _PATTERNS, is_instruction, normalise  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent / "eval" / "guard"
+DIM = 1 << 17
+PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in _PATTERNS]
+
+
+def load() -> list[dict[str, Any]]:
+    rows = []
+    for name, key in (("injections.jsonl", "idea"), ("ordinary.jsonl", "doc")):
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                row["group"] = f"{name}:{row[key]}"
+                rows.append(row)
+    return rows
+
+
+def disguise(text: str, seed: int) -> str:
+    """Cyrillic look-alikes for half the a/e/o/p/c/i/x letters, zero-width spaces inside words."""
+    rng = np.random.default_rng(seed)
+    swap = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "i": "і", "I": "І", "x": "х"}
+    out = []
+    for ch in text:
+        out.append(swap[ch] if ch in swap and rng.random() < 0.5 else ch)
+        if ch.isalpha() and rng.random() < 0.08:
+            out.append("\u200b")
+    return "".join(out)
+
+
+def ngram_matrix(texts: list[str]):  # noqa: ANN201 - scipy sparse
+    from scipy.sparse import csr_matrix
+
+    data: list[float] = []
+    cols: list[int] = []
+    ptr = [0]
+    for text in texts:
+        norm = normalise(text)
+        low = " " + " ".join(norm.lower().split()) + " "
+        grams = {low[i:i + n] for n in (3, 4, 5) for i in range(len(low) - n + 1)}
+        words = re.findall(r"\w+", low)
+        grams |= {"w:" + w for w in words} | {"b:" + a + " " + b for a, b in zip(words, words[1:])}
+        idx = sorted({zlib.crc32(g.encode("utf-8")) % DIM for g in grams})
+        pats = [DIM + k for k, p in enumerate(PATTERNS) if p.search(norm)]
+        cols += idx + pats
+        data += [1.0 / math.sqrt(max(1, len(idx)))] * len(idx) + [1.0] * len(pats)
+        ptr.append(len(cols))
+    return csr_matrix((data, cols, ptr), shape=(len(texts), DIM + len(PATTERNS)))
+
+
+def main() -> int:
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+
+    from rag.config import Settings
+    from rag.embeddings import get_embedder
+
+    rows = load()
+    train = [r for r in rows if r["split"] == "train"]
+    test = [r for r in rows if r["split"] == "test"]
+    attacks = [r for r in test if r["label"] == 1]
+    disguised = [disguise(r["text"], n) for n, r in enumerate(attacks)]
+    settings = Settings()
+    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.asarray(embedder.embed_documents([normalise(t) for t in texts]))
+
+    def feats(texts: list[str], minilm: bool):  # noqa: ANN202
+        x = ngram_matrix(texts)
+        return hstack([x, csr_matrix(embed(texts))]).tocsr() if minilm else x
+
+    out: list[dict[str, Any]] = []
+
+    def record(name: str, flag_test: np.ndarray, flag_disguised: np.ndarray, extra: dict[str, Any]) -> None:
+        y = np.array([r["label"] for r in test])
+        out.append({"detector": name, **extra,
+                    "test_attacks": int(y.sum()), "test_ordinary": int((y == 0).sum()),
+                    "attacks_missed": round(float((~flag_test[y == 1]).mean()), 4),
+                    "disguised_attacks_missed": round(float((~flag_disguised).mean()), 4),
+                    "ordinary_masked": round(float(flag_test[y == 0].mean()), 4),
+                    "ordinary_masked_examples": [r["text"] for r, f in zip(test, flag_test) if f and not r["label"]][:10]})
+
+    record("patterns", np.array([is_instruction(r["text"]) for r in test]),
+           np.array([is_instruction(t) for t in disguised]), {"threshold": None})
+    y_train = np.array([r["label"] for r in train])
+    groups = [r["group"] for r in train]
+    for minilm in (False, True):
+        name = "ngrams+minilm" if minilm else "ngrams"
+        x = feats([r["text"] for r in train], minilm)
+        oof = np.zeros(len(train))
+        for a, b in GroupKFold(n_splits=5).split(x, y_train, groups):
+            fold = LogisticRegression(C=10.0, max_iter=5000, class_weight="balanced").fit(x[a], y_train[a])
+            oof[b] = fold.predict_proba(x[b])[:, 1]
+        model = LogisticRegression(C=10.0, max_iter=5000, class_weight="balanced").fit(x, y_train)
+        p_test = model.predict_proba(feats([r["text"] for r in test], minilm))[:, 1]
+        p_disguised = model.predict_proba(feats(disguised, minilm))[:, 1]
+        for budget in (0.01, 0.02):
+            ok = [t for t in np.arange(0.05, 0.996, 0.005) if (oof[y_train == 0] >= t).mean() <= budget]
+            t = float(min(ok)) if ok else 0.995
+            record(name, p_test >= t, p_disguised >= t,
+                   {"threshold": round(t, 3), "ordinary_budget_out_of_fold": budget,
+                    "oof_attacks_missed": round(float((oof[y_train == 1] < t).mean()), 4)})
+    print(table(out, ["detector", "threshold", "attacks_missed", "disguised_attacks_missed", "ordinary_masked"]))
+    path = write("guard_detector", {"split": "test", "train_sentences": len(train), "test_sentences": len(test),
+                                    "rows": out})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""The labelled sentences of eval/guard/ that the instruction detector is measured on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent.parent / "eval" / "guard"
+
+
+def _rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def attacks() -> list[dict]:
+    return _rows("injections.jsonl")
+
+
+@pytest.fixture(scope="module")
+def ordinary() -> list[dict]:
+    return _rows("ordinary.jsonl")
+
+
+def test_attack_sentences_cover_styles_and_languages(attacks: list[dict]) -> None:
+    assert len(attacks) >= 300 and all(r["label"] == 1 and r["text"].strip() for r in attacks)
+    assert len({r["style"] for r in attacks}) >= 12
+    assert len({r["lang"] for r in attacks}) >= 4
+    assert len({r["text"] for r in attacks}) == len(attacks)
+
+
+def test_ordinary_sentences_come_from_many_real_documents(ordinary: list[dict]) -> None:
+    assert len(ordinary) >= 300 and all(r["label"] == 0 and r["text"].strip() for r in ordinary)
+    real = [r for r in ordinary if r["source"] != "written"]
+    assert len(real) >= 300 and len({r["doc"] for r in real}) >= 25
+    assert len({r["text"] for r in ordinary}) == len(ordinary)
+    for reserved in ("shared-mime-info", "libtasn1", "python3/", "zlib1g-dev"):
+        assert not any(reserved in r["source"] for r in real), reserved
+
+
+def test_splits_never_share_an_attack_idea_or_a_document(attacks: list[dict], ordinary: list[dict]) -> None:
+    for rows, key in ((attacks, "idea"), (ordinary, "doc")):
+        train = {r[key] for r in rows if r["split"] == "train"}
+        test = {r[key] for r in rows if r["split"] == "test"}
+        assert train and test and not train & test, key
