@@ -16,6 +16,8 @@ Learned detectors are fitted on ``train`` only; their threshold is the lowest th
 masks at most 1 % (and, in a second row, 2 %) of ordinary sentences out of fold
 (5 folds grouped like the split).  "disguised" rows score the attacks again after
 swapping Latin letters for Cyrillic look-alikes and inserting zero-width spaces.
+"seed sentences masked" is the share of all sentences of the two seed reports (real,
+ordinary text with headings, credits, references and a French page) that a detector masks.
 Writes benchmarks/results/guard_detector.json.
 """
 
@@ -94,6 +96,11 @@ def main() -> int:
     from rag.config import Settings
     from rag.embeddings import get_embedder
 
+    from rag.sentences import sentence_spans
+
+    seeds = Path(__file__).resolve().parent.parent / "seeds"
+    seed_sentences = [t[a:b] for f in sorted(seeds.glob("*.txt")) for t in [f.read_text(encoding="utf-8")]
+                      for a, b in sentence_spans(t)]
     rows = load()
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
@@ -111,9 +118,12 @@ def main() -> int:
 
     out: list[dict[str, Any]] = []
 
-    def record(name: str, flag_test: np.ndarray, flag_disguised: np.ndarray, extra: dict[str, Any]) -> None:
+    def record(name: str, flag_test: np.ndarray, flag_disguised: np.ndarray, flag_seeds: np.ndarray,
+               extra: dict[str, Any]) -> None:
         y = np.array([r["label"] for r in test])
         out.append({"detector": name, **extra,
+                    "seed_sentences": len(seed_sentences),
+                    "seed_sentences_masked": round(float(flag_seeds.mean()), 4),
                     "test_attacks": int(y.sum()), "test_ordinary": int((y == 0).sum()),
                     "attacks_missed": round(float((~flag_test[y == 1]).mean()), 4),
                     "disguised_attacks_missed": round(float((~flag_disguised).mean()), 4),
@@ -121,7 +131,8 @@ def main() -> int:
                     "ordinary_masked_examples": [r["text"] for r, f in zip(test, flag_test) if f and not r["label"]][:10]})
 
     record("patterns", np.array([is_instruction(r["text"]) for r in test]),
-           np.array([is_instruction(t) for t in disguised]), {"threshold": None})
+           np.array([is_instruction(t) for t in disguised]), np.array([is_instruction(t) for t in seed_sentences]),
+           {"threshold": None})
     y_train = np.array([r["label"] for r in train])
     groups = [r["group"] for r in train]
     for minilm in (False, True):
@@ -134,13 +145,15 @@ def main() -> int:
         model = LogisticRegression(C=10.0, max_iter=5000, class_weight="balanced").fit(x, y_train)
         p_test = model.predict_proba(feats([r["text"] for r in test], minilm))[:, 1]
         p_disguised = model.predict_proba(feats(disguised, minilm))[:, 1]
+        p_seeds = model.predict_proba(feats(seed_sentences, minilm))[:, 1]
         for budget in (0.01, 0.02):
             ok = [t for t in np.arange(0.05, 0.996, 0.005) if (oof[y_train == 0] >= t).mean() <= budget]
             t = float(min(ok)) if ok else 0.995
-            record(name, p_test >= t, p_disguised >= t,
+            record(name, p_test >= t, p_disguised >= t, p_seeds >= t,
                    {"threshold": round(t, 3), "ordinary_budget_out_of_fold": budget,
                     "oof_attacks_missed": round(float((oof[y_train == 1] < t).mean()), 4)})
-    print(table(out, ["detector", "threshold", "attacks_missed", "disguised_attacks_missed", "ordinary_masked"]))
+    print(table(out, ["detector", "threshold", "attacks_missed", "disguised_attacks_missed", "ordinary_masked",
+                      "seed_sentences_masked"]))
     path = write("guard_detector", {"split": "test", "train_sentences": len(train), "test_sentences": len(test),
                                     "rows": out})
     print(f"wrote {path}")
