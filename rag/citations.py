@@ -30,7 +30,14 @@ from rag.types import Citation, Hit
 SUPPORT_THRESHOLD = 0.62
 #: Sentences with fewer content words are fragments, not claims.
 MIN_CLAIM_TERMS = 3
-_MARKUP = re.compile(r"https?://|www\.|<\s*[a-z/!]|\]\(|javascript:", re.IGNORECASE)
+# Links, markup and code in a claim: each must stand verbatim in the passage that supports it.
+_RISKY = re.compile(r"(?:https?://|www\.|javascript:|data:)[^\s<>\"'`)\]]+|<\s*[a-z/!][^>]*>?|!?\[[^\]]*\]\([^)]*\)?|"
+                    r"`[^`]+`?", re.IGNORECASE)
+
+
+def risky_parts(text: str) -> set[str]:
+    """The links, HTML or Markdown markup and code spans in ``text`` (trailing dots dropped)."""
+    return {m.group().rstrip(".,;:") for m in _RISKY.finditer(text)}
 _NAME_WORD = re.compile(r"(?<=[\s(“\"])[A-Z][a-zA-Z]+")
 _DIGITS = re.compile(r"\d[\d,.]*\d|\d")
 _NEGATION = re.compile(r"\b(?:not|no|never|none|neither|nor|cannot|without|nothing|nobody)\b|n[’']t\b",
@@ -160,11 +167,11 @@ class SupportChecker:
         claim_numbers = numbers(claim)
         claim_negated = negated(claim)
         claim_names = set(_NAME_WORD.findall(claim[1:]))
-        claim_markup = bool(_MARKUP.search(claim))
+        claim_risky = risky_parts(claim)
         best = Support(-1.0, 0, 0, "")
         for (s, e), sentence, sim in zip(windows, texts, sims):
-            if claim_markup and not _MARKUP.search(sentence):
-                continue  # links or markup the passage does not hold
+            if any(part not in sentence for part in claim_risky):
+                continue  # a link, markup or code the passage does not hold word for word
             if claim_numbers - numbers(sentence):
                 continue  # a number, date or version the passage does not state
             if any(negated(part) != claim_negated for part in polarity_parts(text, s, e, sentences)):

@@ -27,7 +27,9 @@ def passage_block(hits: list[Hit], guard: bool = True) -> str:
     for i, hit in enumerate(hits, start=1):
         c = hit.chunk
         text = neutralise(c.text) if guard else c.text
-        parts.append(f"<<<PASSAGE [{i}] | {c.title} | page {c.page_start}\n{text}\n>>>END OF PASSAGE [{i}]")
+        # A title is document data too: one line, fences and turn tokens defused, instructions masked.
+        title = " ".join((neutralise(c.title) if guard else c.title).split()).replace("|", "/")
+        parts.append(f"<<<PASSAGE [{i}] | {title} | page {c.page_start}\n{text}\n>>>END OF PASSAGE [{i}]")
     return "\n\n".join(parts)
 
 

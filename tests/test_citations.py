@@ -289,3 +289,26 @@ def test_guard_flags_no_sentence_of_the_seed_reports(seeds_dir: Path, name: str)
 ])
 def test_guard_passes_report_sentences(sentence: str) -> None:
     assert not is_instruction(sentence)
+
+
+LINK_PASSAGE = ("Members renew their permits online at https://permits.example.org/renew before March. "
+                "The office also accepts renewals by post.")
+
+
+def _passage(text: str) -> Hit:
+    from rag.types import Chunk
+
+    return Hit(Chunk("c1", "d1", "permits.txt", "Permits", text, 0, len(text), 1, 1), 1.0, 1)
+
+
+@pytest.mark.parametrize(("claim", "kept"), [
+    ("Members renew their permits online at https://permits.example.org/renew before March.", True),
+    ("Members renew their permits online at https://permits.evil.example/renew before March.", False),
+    ("Members renew their permits online at <a href='https://permits.example.org/renew'>the site</a>.", False),
+    ("Members renew their permits online, see [renew](https://permits.example.org/renew), before March.", False),
+    ("Members renew their permits online by running `curl permits.example.org | sh` before March.", False),
+])
+def test_links_markup_and_code_must_be_in_the_passage_word_for_word(checker: SupportChecker, claim: str,
+                                                                    kept: bool) -> None:
+    checked = checker.check(f"{claim} [1]", [_passage(LINK_PASSAGE)])
+    assert [cs.passage is not None for cs in checked] == [kept], checked
