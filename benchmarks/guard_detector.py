@@ -2,9 +2,12 @@
 
     python benchmarks/guard_detector.py
 
-Data: ``eval/guard/injections.jsonl`` (attack sentences in many styles and seven
-languages, split by template idea) and ``eval/guard/ordinary.jsonl`` (ordinary
-sentences of real documents, many of them directive, split by source document).
+Data: ``eval/guard/injections.jsonl`` (attack sentences in many styles and ten
+languages, split by template idea), ``eval/guard/ordinary.jsonl`` (ordinary
+sentences of real documents picked because they are directive, split by source
+document) and ``eval/guard/ordinary_harvest.jsonl`` (a broad sample of manuals
+and package documentation in nine languages, split by document; written by
+``python eval/guard/harvest.py``).
 Detectors compared on the ``test`` split:
 
 - ``patterns``: the shipped :func:`rag.guard.is_instruction`;
@@ -12,8 +15,9 @@ Detectors compared on the ``test`` split:
   of the normalised sentence, plus the shipped patterns as features;
 - ``ngrams+minilm``: the same plus the sentence's MiniLM embedding.
 
-Learned detectors are fitted on ``train`` only; their threshold is the lowest that
-masks at most 1 % (and, in a second row, 2 %) of ordinary sentences out of fold
+Learned detectors are fitted on ``train`` only (directive ordinary sentences weigh
+5x); their threshold is the lowest that masks at most 1 % (and, in a second row,
+2 %) of the directive and 0.5 % of the sampled ordinary sentences out of fold
 (5 folds grouped like the split).  "disguised" rows score the attacks again after
 swapping Latin letters for Cyrillic look-alikes and inserting zero-width spaces.
 "seed sentences masked" is the share of all sentences of the two seed reports (real,
@@ -47,11 +51,13 @@ PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in _PATTERNS]
 
 def load() -> list[dict[str, Any]]:
     rows = []
-    for name, key in (("injections.jsonl", "idea"), ("ordinary.jsonl", "doc")):
+    for name, key, kind in (("injections.jsonl", "idea", "attack"), ("ordinary.jsonl", "doc", "hard"),
+                            ("ordinary_harvest.jsonl", "doc", "broad")):
         for line in (DATA / name).read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
                 row["group"] = f"{name}:{row[key]}"
+                row["set"] = kind
                 rows.append(row)
     return rows
 
@@ -120,40 +126,49 @@ def main() -> int:
 
     def record(name: str, flag_test: np.ndarray, flag_disguised: np.ndarray, flag_seeds: np.ndarray,
                extra: dict[str, Any]) -> None:
-        y = np.array([r["label"] for r in test])
+        kinds = np.array([r["set"] for r in test])
         out.append({"detector": name, **extra,
                     "seed_sentences": len(seed_sentences),
                     "seed_sentences_masked": round(float(flag_seeds.mean()), 4),
-                    "test_attacks": int(y.sum()), "test_ordinary": int((y == 0).sum()),
-                    "attacks_missed": round(float((~flag_test[y == 1]).mean()), 4),
+                    "test_attacks": int((kinds == "attack").sum()),
+                    "test_ordinary_directive": int((kinds == "hard").sum()),
+                    "test_ordinary_sampled": int((kinds == "broad").sum()),
+                    "attacks_missed": round(float((~flag_test[kinds == "attack"]).mean()), 4),
                     "disguised_attacks_missed": round(float((~flag_disguised).mean()), 4),
-                    "ordinary_masked": round(float(flag_test[y == 0].mean()), 4),
-                    "ordinary_masked_examples": [r["text"] for r, f in zip(test, flag_test) if f and not r["label"]][:10]})
+                    "ordinary_masked": round(float(flag_test[kinds == "hard"].mean()), 4),
+                    "sampled_ordinary_masked": round(float(flag_test[kinds == "broad"].mean()), 4),
+                    "ordinary_masked_examples": [r["text"] for r, f in zip(test, flag_test)
+                                                 if f and r["set"] != "attack"][:10]})
 
     record("patterns", np.array([is_instruction(r["text"]) for r in test]),
            np.array([is_instruction(t) for t in disguised]), np.array([is_instruction(t) for t in seed_sentences]),
            {"threshold": None})
     y_train = np.array([r["label"] for r in train])
+    kinds = np.array([r["set"] for r in train])
+    # The few directive ordinary sentences set the threshold; they weigh more in the fit.
+    weight = np.where(kinds == "hard", 5.0, 1.0)
     groups = [r["group"] for r in train]
     for minilm in (False, True):
         name = "ngrams+minilm" if minilm else "ngrams"
         x = feats([r["text"] for r in train], minilm)
         oof = np.zeros(len(train))
         for a, b in GroupKFold(n_splits=5).split(x, y_train, groups):
-            fold = LogisticRegression(C=10.0, max_iter=5000, class_weight="balanced").fit(x[a], y_train[a])
-            oof[b] = fold.predict_proba(x[b])[:, 1]
-        model = LogisticRegression(C=10.0, max_iter=5000, class_weight="balanced").fit(x, y_train)
+            fold = LogisticRegression(C=10.0, max_iter=5000, class_weight="balanced")
+            oof[b] = fold.fit(x[a], y_train[a], sample_weight=weight[a]).predict_proba(x[b])[:, 1]
+        model = LogisticRegression(C=10.0, max_iter=5000, class_weight="balanced").fit(x, y_train,
+                                                                                      sample_weight=weight)
         p_test = model.predict_proba(feats([r["text"] for r in test], minilm))[:, 1]
         p_disguised = model.predict_proba(feats(disguised, minilm))[:, 1]
         p_seeds = model.predict_proba(feats(seed_sentences, minilm))[:, 1]
         for budget in (0.01, 0.02):
-            ok = [t for t in np.arange(0.05, 0.996, 0.005) if (oof[y_train == 0] >= t).mean() <= budget]
+            ok = [t for t in np.arange(0.05, 0.996, 0.005)
+                  if (oof[kinds == "hard"] >= t).mean() <= budget and (oof[kinds == "broad"] >= t).mean() <= 0.005]
             t = float(min(ok)) if ok else 0.995
             record(name, p_test >= t, p_disguised >= t, p_seeds >= t,
                    {"threshold": round(t, 3), "ordinary_budget_out_of_fold": budget,
-                    "oof_attacks_missed": round(float((oof[y_train == 1] < t).mean()), 4)})
+                    "oof_attacks_missed": round(float((oof[kinds == "attack"] < t).mean()), 4)})
     print(table(out, ["detector", "threshold", "attacks_missed", "disguised_attacks_missed", "ordinary_masked",
-                      "seed_sentences_masked"]))
+                      "sampled_ordinary_masked", "seed_sentences_masked"]))
     path = write("guard_detector", {"split": "test", "train_sentences": len(train), "test_sentences": len(test),
                                     "rows": out})
     print(f"wrote {path}")

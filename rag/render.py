@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from rag.guard import instruction_spans
 from rag.prompts import MARKER
 from rag.types import Answer, Citation, Hit
 
@@ -185,19 +186,39 @@ def _highlighted(citations: Sequence[Citation], hit: Hit | None) -> str:
             unplaced.append(c)
         else:
             spans.append(span)
-    merged: list[list[int]] = []
-    for s, e in sorted(spans):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    out, pos = [], 0
-    for s, e in merged:
-        out.append(f'{esc_lines(text[pos:s])}<mark class="rag-quote">{esc_lines(text[s:e])}</mark>')
-        pos = e
-    out.append(esc_lines(text[pos:]))
+    out = [passage_html(text, spans)]
     for c in unplaced:
         out.append(f'<br><span class="rag-quote-label">Quoted:</span> <mark class="rag-quote">{esc_lines(c.quote)}</mark>')
+    return "".join(out)
+
+
+#: Shown before a sentence the document guard reads as an instruction to a model: it is
+#: still shown (nothing is hidden from the reader), but never quoted or followed.
+INSTRUCTION_LABEL = "instruction-like text"
+
+
+def passage_html(text: str, quotes: Sequence[tuple[int, int]] = ()) -> str:
+    """A passage, escaped, with the ``quotes`` spans in ``<mark>`` and every instruction-like
+    sentence (:func:`rag.guard.instruction_spans`) in a labelled ``rag-instruction`` span."""
+    marked: list[list[int]] = []
+    for s, e in sorted(quotes):
+        if marked and s <= marked[-1][1]:
+            marked[-1][1] = max(marked[-1][1], e)
+        else:
+            marked.append([s, e])
+    flagged = instruction_spans(text)
+    cuts = sorted({0, len(text), *(p for span in marked for p in span), *(p for span in flagged for p in span)})
+    out = []
+    for a, b in zip(cuts, cuts[1:]):
+        piece = esc_lines(text[a:b])
+        if any(s <= a and b <= e for s, e in marked):
+            piece = f'<mark class="rag-quote">{piece}</mark>'
+        if any(s <= a and b <= e for s, e in flagged):
+            label = (f'<span class="rag-instruction-label">{INSTRUCTION_LABEL}</span> '
+                     if any(s == a for s, _ in flagged) else "")
+            piece = (f'<span class="rag-instruction" title="read as an instruction to a model: '
+                     f'shown, never quoted or followed">{label}{piece}</span>')
+        out.append(piece)
     return "".join(out)
 
 
@@ -240,7 +261,7 @@ def sources_html(answer: Answer, *, turn: int = 0) -> str:
                 f'<div class="rag-source-head"><span class="rag-label">related, not cited</span> '
                 f'<span class="rag-title">{esc(c.title)}</span> '
                 f'<span class="rag-page">{esc(_page_label(c.page_start, c.page_end))}</span></div>'
-                f'<div class="rag-passage">{esc_lines(c.text)}</div>'
+                f'<div class="rag-passage">{passage_html(c.text)}</div>'
                 f'<div class="rag-file">{esc(c.source)}</div></div>'
             )
         parts.append("</div>")

@@ -140,6 +140,8 @@ a.rag-marker:hover, a.rag-marker:focus { background: var(--color-accent); color:
 .rag-page { font-size: 0.8rem; color: var(--body-text-color-subdued); }
 .rag-passage { position: relative; max-height: 12.5em; overflow-y: auto; font-size: 0.88rem; line-height: 1.55;
   color: var(--body-text-color); }
+.rag-instruction { text-decoration: line-through dotted #b91c1c; color: #7f1d1d; }
+.rag-instruction-label { font-size: 0.75em; text-transform: uppercase; letter-spacing: 0.03em; background: #fee2e2; color: #991b1b; padding: 0 0.3em; border-radius: 0.2em; text-decoration: none; display: inline-block; }
 .rag-passage mark, mark.rag-quote { background: #fde68a; color: #1f2937; padding: 0.05em 0.1em; border-radius: 0.2em; }
 .rag-file { font-size: 0.72rem; color: var(--body-text-color-subdued); margin-top: 0.3rem; font-family: var(--font-mono); }
 .rag-label { font-size: 0.72rem; text-transform: uppercase; letter-spacing: 0.04em; color: #b45309;

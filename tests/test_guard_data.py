@@ -45,3 +45,26 @@ def test_splits_never_share_an_attack_idea_or_a_document(attacks: list[dict], or
         train = {r[key] for r in rows if r["split"] == "train"}
         test = {r[key] for r in rows if r["split"] == "test"}
         assert train and test and not train & test, key
+
+
+def test_sampled_ordinary_sentences_are_broad_and_split_by_document(ordinary: list[dict]) -> None:
+    """The broad sample: manuals and package documentation in nine languages, never a reserved
+    package, a document wholly in one split, and the same split as in ordinary.jsonl."""
+    rows = _rows("ordinary_harvest.jsonl")
+    assert len(rows) >= 3000 and all(r["label"] == 0 and r["text"].strip() for r in rows)
+    langs = {r["lang"] for r in rows}
+    assert {"en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "sv"} <= langs
+    assert len({r["doc"] for r in rows}) >= 300
+    for reserved in ("shared-mime-info", "libtasn1", "python3", "zlib1g-dev"):
+        assert not any(reserved in r["source"] for r in rows), reserved
+    split_of: dict[str, str] = {}
+    for r in rows:
+        assert split_of.setdefault(r["doc"], r["split"]) == r["split"], r["doc"]
+    hand = {r["source"]: r["split"] for r in ordinary}
+    assert all(hand.get(r["source"], r["split"]) == r["split"] for r in rows)
+
+
+def test_attacks_span_ten_languages_and_their_test_split_has_every_style_family(attacks: list[dict]) -> None:
+    assert {"en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "sv"} <= {r["lang"] for r in attacks}
+    test = [r for r in attacks if r["split"] == "test"]
+    assert len(test) >= 150 and len({r["style"] for r in test}) >= 12
