@@ -15,10 +15,19 @@ _ABBREVIATIONS = {
     "fig", "figs", "vol", "pp", "p", "inc", "ltd", "co", "corp", "dept", "gen", "col",
     "lt", "capt", "cpl", "sgt", "maj", "adm", "gov", "sen", "rep", "jan", "feb", "mar",
     "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "approx", "cf", "al",
+    # Abbreviations that a lower-case word often follows ("incl. the", "Ph.D. students").
+    "ph.d", "ca", "resp", "incl", "esp", "viz", "ed", "eds", "ch", "sec", "art", "para", "op", "cit",
+    "ibid", "nos", "min", "max", "cca", "approx", "ref", "refs", "eq", "eqs", "ex",
 }
 # A candidate end: terminal punctuation, optional closing quotes/brackets, then space.
-_END = re.compile(r"[.!?…]+[\"”’')\]]*(?=\s+)")
-_NEXT_START = re.compile(r"\s+[\"“‘'(\[]?[A-Z0-9¡¿]")
+_END = re.compile(r"[.!?…]+[\"”’')\]]*(?:</[a-zA-Z][a-zA-Z0-9]*>)*(?=\s+)")
+# What may start the next sentence: a capital or digit (after an opening quote or bracket),
+# a lower-case word (text that ignores capitals, or a fragment pasted after a sentence), or
+# markup and structure: a tag, a brace, a table cell, a heading, a Markdown image or link.
+_NEXT_START = re.compile(r"\s+(?:[\"“‘'(\[]?[A-Z0-9¡¿]|[^\W\d_]|<[a-zA-Z!/|]|[{|#]|!?\[)")
+# A line break ends a sentence before a line of structure (table row, heading, tag, brace,
+# quote mark, list bullet) and after a line that ends one (``|``, ``}``, ``>``).
+_LINE_BREAK = re.compile(r"[ \t]*\n(?=[ \t]*(?:[|#<{>]|[-*+•][ \t]|\d{1,3}[.)][ \t]))|(?<=[|}>])[ \t]*\n")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 
 
@@ -44,17 +53,23 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
 
 def _split_paragraph(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     pos = start
-    for m in _END.finditer(text, start, end):
-        if not _NEXT_START.match(text, m.end(), end):
+    cuts = [(m.end(), m) for m in _END.finditer(text, start, end)]
+    cuts += [(m.start(), None) for m in _LINE_BREAK.finditer(text, start, end)]
+    for cut, m in sorted(cuts, key=lambda c: c[0]):
+        if cut <= pos:
             continue
-        if _is_abbreviation(text, pos, m.start(), m.group()):
-            continue
-        yield from _trimmed(text, pos, m.end())
-        pos = m.end()
+        if m is not None:
+            if not _NEXT_START.match(text, m.end(), end):
+                continue
+            if _is_abbreviation(text, pos, m.start(), m.group()):
+                continue
+        yield from _trimmed(text, pos, cut)
+        pos = cut
     yield from _trimmed(text, pos, end)
 
 
 def _is_abbreviation(text: str, sent_start: int, dot: int, punct: str) -> bool:
+    punct = re.sub(r"</[a-zA-Z][a-zA-Z0-9]*>", "", punct)
     if not punct.startswith(".") or len(punct.rstrip("\"”’')]")) > 1:
         return False
     word_start = dot

@@ -2,8 +2,8 @@
 
 Measured with ``rag eval eval/collection.json --split test`` (extractive backend, k = 5,
 the shipped rag/models/answering.json), 162 questions over 12 test documents:
-    recall@5 0.920  citation precision 0.664  citation recall 0.619
-    unanswerable abstained 0.720  answerable abstained 0.179  cited page holds the evidence 0.769
+    recall@5 0.920  citation precision 0.642  citation recall 0.653
+    unanswerable abstained 0.620  answerable abstained 0.116  cited page holds the evidence 0.805
 Floors sit 0.03 under those figures (ceilings 0.03 over); the README gives them per genre.
 """
 
@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 GATE_MIN = {
     "recall@5": 0.89,
-    "citation_precision": 0.63,
-    "citation_recall": 0.59,
-    "abstention_rate": 0.69,
-    "page_accuracy": 0.74,
+    "citation_precision": 0.61,
+    "citation_recall": 0.62,
+    "abstention_rate": 0.59,
+    "page_accuracy": 0.77,
 }
-GATE_MAX = {"false_abstention_rate": 0.21}
+GATE_MAX = {"false_abstention_rate": 0.15}
 
 
 @pytest.fixture(scope="module")
