@@ -459,7 +459,7 @@ class FirstSentence:
 def test_two_configurations_side_by_side(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                          seed_index: tuple[Path, Path, IndexReport], embedder: Any) -> None:
     monkeypatch.setitem(generators.REGISTRY, "first-sentence", lambda llm, paths: FirstSentence())
-    ids = ("q01", "q04", "q05", "q07", "q09", "q10")    # six kinds, answerable and not
+    ids = ("q01", "q02", "q03", "q04", "q05", "q07", "q10", "q11")    # five kinds, answerable and not
     qa = _write_qa(tmp_path / "qa.jsonl", _dev_items(*ids))
     out = tmp_path / "out"
     summary = evaluate(qa, _assistant(seed_index, embedder), backends=["extractive", "first-sentence"],
