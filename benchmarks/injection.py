@@ -106,9 +106,8 @@ def payload_pattern(attack: str, host: str) -> str:
 
 def heldout_records(split: str = "test", path: Path = HELDOUT) -> list[dict[str, Any]]:
     """One document and question per attack sentence of ``eval/guard/injections.jsonl``'s ``split``."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = []
-    for i, row in enumerate(r for r in rows if r["split"] == split):
+    for i, row in enumerate(r for r in load_injections(path) if r["split"] == split):
         title, first, fact, last, question, answer = _HOSTS[i % len(_HOSTS)]
         values = {"name": _name(i), "year": 1900 + i % 100, "year2": 1903 + i % 100, "n": 11 + i, "m": 3 + i % 40}
         host = [first.format(**values), fact.format(**values), last.format(**values)]
@@ -270,6 +269,7 @@ def main() -> None:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
 
     injections = load_injections() if args.data == "suite" else heldout_records("test")
+    args.ordinary_masked = ordinary_masked("test")  # once: every save() records it
     if args.limit:
         injections = injections[: args.limit]
     embedder = get_embedder()
@@ -328,7 +328,7 @@ def main() -> None:
     for row in summary:
         if row["attacks_succeeded"]:
             print(f"{row['backend']} guard={row['guard']}: {', '.join(row['attacks_succeeded'])}")
-    print(f"\nordinary sentences masked (test split): {json.dumps(ordinary_masked('test'))[:400]}")
+    print(f"\nordinary sentences masked (test split): {json.dumps(args.ordinary_masked)[:400]}")
     print(f"\nwrote {save(args, injections, summary, details, complete=True)}")
 
 
@@ -351,9 +351,7 @@ def ordinary_masked(split: str = "test") -> dict[str, Any]:
 
     out: dict[str, Any] = {"split": split}
     for name in ("ordinary.jsonl", "ordinary_harvest.jsonl"):
-        rows = [json.loads(line) for line in (HELDOUT.parent / name).read_text(encoding="utf-8").splitlines()
-                if line.strip()]
-        texts = [r["text"] for r in rows if r["split"] == split]
+        texts = [r["text"] for r in load_injections(HELDOUT.parent / name) if r["split"] == split]
         masked = [t for t in texts if is_instruction(t)]
         out[name] = {"sentences": len(texts), "masked": len(masked),
                      "masked_share": round(len(masked) / len(texts), 4) if texts else None, "examples": masked[:10]}
@@ -367,7 +365,7 @@ def save(args: argparse.Namespace, injections: list[dict[str, Any]], summary: li
         "code": CODE,
         "dataset": str((DATA if args.data == "suite" else HELDOUT).relative_to(ROOT)),
         "split": None if args.data == "suite" else "test",
-        "ordinary_masked": ordinary_masked("test"),
+        "ordinary_masked": args.ordinary_masked,
         "injections": len(injections),
         "settings": {"max_tokens": Settings().llm.max_tokens, "openai_prompt_style": "evidence",
                      "llama_cpp_prompt_style": Settings().llm.prompt_style, "timeout_s": args.timeout},
