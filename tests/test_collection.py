@@ -84,11 +84,16 @@ def test_split_is_by_document_and_complete() -> None:
         assert set(corpus.split.values()) <= set(SPLITS)
         for item in _items(corpus.name):
             assert corpus.split_of(item) in SPLITS
-    # Every genre but the seeds' has test documents, and the tune split has every genre.
+    # The tune split has every genre; at least six genres have test documents, each with
+    # enough questions on both sides (the other corpora only add fitting data).
+    tested = 0
     for corpus in _new():
-        assert set(corpus.split.values()) == set(SPLITS), corpus.name
         per_split = Counter(corpus.split_of(i) for i in _items(corpus.name))
-        assert per_split["test"] >= 20 and per_split["tune"] >= 20, (corpus.name, per_split)
+        assert per_split["tune"] >= 20, (corpus.name, per_split)
+        if "test" in corpus.split.values():
+            assert per_split["test"] >= 20, (corpus.name, per_split)
+            tested += 1
+    assert tested >= 6
 
 
 def test_a_question_about_documents_in_both_splits_is_refused(tmp_path: Path) -> None:

@@ -2,36 +2,31 @@
 
 Measured with ``rag eval eval/collection.json --split test`` (extractive backend, k = 5,
 the shipped rag/models/answering.json), 162 questions over 12 test documents:
-    recall@5 0.920  citation precision 0.642  citation recall 0.653
-    unanswerable abstained 0.620  answerable abstained 0.116  cited page holds the evidence 0.805
+    recall@5 0.920  citation precision 0.705  citation recall 0.686
+    unanswerable abstained 0.760  answerable abstained 0.143  cited page holds the evidence 0.810
 Floors sit 0.03 under those figures (ceilings 0.03 over); the README gives them per genre.
+That ``rag train`` reproduces the shipped model is checked where the README runs it
+(tests/test_readme.py), so the suite fits the models once.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rag.collection import evaluate_collection, load_collection
 from rag.learned import MODEL_PATH, load_models
 from rag.train import OFF_TOPIC
 
-ROOT = Path(__file__).resolve().parent.parent
-
 GATE_MIN = {
     "recall@5": 0.89,
-    "citation_precision": 0.61,
-    "citation_recall": 0.62,
-    "abstention_rate": 0.59,
-    "page_accuracy": 0.77,
+    "citation_precision": 0.67,
+    "citation_recall": 0.65,
+    "abstention_rate": 0.73,
+    "page_accuracy": 0.78,
 }
-GATE_MAX = {"false_abstention_rate": 0.15}
+GATE_MAX = {"false_abstention_rate": 0.17}
 
 
 @pytest.fixture(scope="module")
@@ -63,24 +58,6 @@ def test_every_genre_is_scored_on_the_test_split(test_split_summary: dict) -> No
     for genre in genres:
         m = test_split_summary["configs"][genre]["overall"]
         assert m["questions"] >= 20 and m["answerable"] > 0 and m["unanswerable"] > 0, genre
-
-
-@pytest.mark.slow
-def test_training_command_reproduces_the_shipped_model(cache_dir: Path, test_split_summary: dict) -> None:
-    """``python -m rag.train`` refits the shipped model file from the tune split alone."""
-    out = cache_dir / "refit.json"
-    env = dict(os.environ, RAG_PATHS__CACHE_DIR=str(cache_dir), HF_HUB_OFFLINE="1", RAG_SHOW_PROGRESS="0")
-    done = subprocess.run([sys.executable, "-m", "rag.train", "--out", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stderr[-2000:]
-    refit, shipped = json.loads(out.read_text(encoding="utf-8")), load_models(MODEL_PATH)
-    assert refit["retrieval"]["alpha"] == shipped["retrieval"]["alpha"]
-    for name in ("evidence", "answerable"):
-        assert refit[name]["features"] == shipped[name]["features"]
-        assert np.allclose(refit[name]["coef"], shipped[name]["coef"], atol=0.02), name
-        for key, value in shipped[name]["thresholds"].items():
-            assert abs(refit[name]["thresholds"][key] - value) <= 0.02, (name, key)
-    assert refit["fitted"]["questions"] == shipped["fitted"]["questions"]
 
 
 def test_shipped_model_was_fitted_on_the_tune_split_only() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -15,6 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from model_checks import assert_reproduces
+
+from rag.learned import MODEL_PATH, load_models
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -107,12 +111,14 @@ def test_rag_commands_run_as_written(workdir: Path) -> None:
         assert res.returncode == 0, f"{cmd}\n{res.stderr[-2000:]}"
         assert "Traceback" not in res.stderr, cmd
         if "--json" in args:
-            import json
-
             json.loads(res.stdout)
         if args[1] == "eval":
             out = workdir / args[args.index("--out") + 1]
             assert {"results.jsonl", "summary.json", "report.md"} <= {p.name for p in out.iterdir()}
+        if args[1] == "train":
+            # The refit from the tune split alone reproduces the shipped model file.
+            refit = json.loads((workdir / args[args.index("--out") + 1]).read_text(encoding="utf-8"))
+            assert_reproduces(refit, load_models(MODEL_PATH))
 
 
 def test_python_example_runs() -> None:
