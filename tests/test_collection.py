@@ -119,3 +119,34 @@ def test_collection_file_is_the_default() -> None:
     assert COLLECTION.is_file()
     data = json.loads(COLLECTION.read_text(encoding="utf-8"))
     assert set(data["corpora"]) == {c.name for c in _corpora()}
+
+
+def test_cached_corpus_index_is_rebuilt_when_the_text_pipeline_changes(tmp_path: Path, embedder) -> None:
+    """A collection index built by other chunking code is rebuilt, not reused: the manifest
+    alone (same files, embedder, tokenizer) cannot tell."""
+    from rag.collection import corpus_index, text_pipeline_stamp
+    from rag.config import Settings
+    from rag.store import IndexStore
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The pump runs at 40 litres a minute. It was installed in 2019.\n", encoding="utf-8")
+    corpus = Corpus("tiny", folder, tmp_path / "qa.jsonl", "text", {"a.txt": "tune"})
+    settings = Settings()
+    cache_dir = tmp_path / "cache"
+    index_dir = corpus_index(corpus, settings, embedder, cache_dir)
+    stamp_file = cache_dir / "tiny.pipeline"
+    assert stamp_file.read_text(encoding="utf-8") == text_pipeline_stamp(settings)
+    created = (index_dir / "manifest.json").stat().st_mtime_ns
+
+    assert corpus_index(corpus, settings, embedder, cache_dir) == index_dir
+    assert (index_dir / "manifest.json").stat().st_mtime_ns == created  # unchanged: reused
+
+    # An index whose chunks came from other code: tampered chunk text, and another stamp.
+    chunks = index_dir / "chunks.jsonl"
+    chunks.write_text(chunks.read_text(encoding="utf-8").replace("pump", "PUMP"), encoding="utf-8")
+    stamp_file.write_text("older text pipeline", encoding="utf-8")
+    corpus_index(corpus, settings, embedder, cache_dir)
+    assert stamp_file.read_text(encoding="utf-8") == text_pipeline_stamp(settings)
+    store = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+    assert any("pump" in c.text for c in store.chunks) and not any("PUMP" in c.text for c in store.chunks)
