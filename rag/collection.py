@@ -108,8 +108,8 @@ def corpus_index(corpus: Corpus, settings: Settings, embedder: Any, cache_dir: P
     stamp = text_pipeline_stamp(settings)
     recorded = stamp_file.read_text(encoding="utf-8") if stamp_file.is_file() else None
     if recorded != stamp and index_dir.exists():
-        shutil.rmtree(index_dir)
-    if recorded != stamp or stale_reason(corpus.folder, index_dir, embedder):
+        shutil.rmtree(index_dir)  # then stale_reason finds no index and it is built afresh
+    if stale_reason(corpus.folder, index_dir, embedder):
         index_folder(corpus.folder, index_dir, embedder, chunk_size=settings.chunking.chunk_size,
                      chunk_overlap=settings.chunking.chunk_overlap, show_progress=False)
         root.mkdir(parents=True, exist_ok=True)

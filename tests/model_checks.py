@@ -1,4 +1,4 @@
-"""Check shared by the tests that refit the answering models (not a test module)."""
+"""The check a fresh ``rag train`` output must pass (not a test module; the README test uses it)."""
 
 from __future__ import annotations
 
