@@ -93,7 +93,9 @@ class Assistant:
         settings = settings or Settings()
         embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
         if corpus_dir is not None:
-            reason = stale_reason(Path(corpus_dir), settings.paths.index_dir, embedder)
+            reason = stale_reason(Path(corpus_dir), settings.paths.index_dir, embedder,
+                                  chunk_size=settings.chunking.chunk_size,
+                                  chunk_overlap=settings.chunking.chunk_overlap)
             if reason:
                 log.warning("rebuilding the index at %s: %s", settings.paths.index_dir, reason)
                 index_folder(corpus_dir, settings.paths.index_dir, embedder,

@@ -75,7 +75,7 @@ def index_cmd(
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)
     if report.rebuilt_reason:
-        typer.echo(f"rebuilt from scratch: {report.rebuilt_reason}", err=True)
+        typer.echo(f"every file re-read and re-chunked: {report.rebuilt_reason}", err=True)
     typer.echo(report.summary())
     typer.echo(f"index: {s.paths.index_dir}")
 

@@ -10,9 +10,7 @@ pipeline on one split, per genre, with the metrics of :mod:`rag.evaluation`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -83,37 +81,16 @@ def load_collection(path: Path = COLLECTION) -> list[Corpus]:
     return out
 
 
-#: The modules that turn a file into chunks.  The index manifest checks files, embedder and
-#: tokenizer, not this code, so a cached collection index is rebuilt when their source (or the
-#: chunk settings) changes: otherwise a refit would see other chunks than a fresh clone does.
-TEXT_PIPELINE = ("loaders", "cleaning", "sentences", "chunking")
-
-
-def text_pipeline_stamp(settings: Settings) -> str:
-    """A fingerprint of the code and settings that produce an index's chunks."""
-    digest = hashlib.sha256()
-    for name in TEXT_PIPELINE:
-        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
-    return f"{digest.hexdigest()[:16]} size={settings.chunking.chunk_size} overlap={settings.chunking.chunk_overlap}"
-
-
 def corpus_index(corpus: Corpus, settings: Settings, embedder: Any, cache_dir: Path | None = None) -> Path:
     """The index of ``corpus`` under the cache folder, built or refreshed when stale (other
-    documents, embedder or tokenizer) and rebuilt from scratch when the text pipeline changed."""
+    documents, embedder, tokenizer or text pipeline: see :func:`rag.indexing.stale_reason`)."""
     from rag.indexing import index_folder, stale_reason
 
-    root = cache_dir or settings.paths.cache_dir / "collection"
-    index_dir = root / corpus.name
-    stamp_file = root / f"{corpus.name}.pipeline"
-    stamp = text_pipeline_stamp(settings)
-    recorded = stamp_file.read_text(encoding="utf-8") if stamp_file.is_file() else None
-    if recorded != stamp and index_dir.exists():
-        shutil.rmtree(index_dir)  # then stale_reason finds no index and it is built afresh
-    if stale_reason(corpus.folder, index_dir, embedder):
+    index_dir = (cache_dir or settings.paths.cache_dir / "collection") / corpus.name
+    if stale_reason(corpus.folder, index_dir, embedder, chunk_size=settings.chunking.chunk_size,
+                    chunk_overlap=settings.chunking.chunk_overlap):
         index_folder(corpus.folder, index_dir, embedder, chunk_size=settings.chunking.chunk_size,
                      chunk_overlap=settings.chunking.chunk_overlap, show_progress=False)
-        root.mkdir(parents=True, exist_ok=True)
-        stamp_file.write_text(stamp, encoding="utf-8")
     return index_dir
 
 

@@ -3,10 +3,16 @@
 Unchanged files (same content hash) keep their chunks and vectors; changed files
 are re-chunked and re-embedded; removed files are dropped; unreadable files are
 skipped with the reason, or fail the run with ``strict=True``.
+
+The manifest records how the chunks were cut: the chunk settings and a
+fingerprint of the code that reads and cuts documents (:func:`text_pipeline_id`).
+When either differs, every file is re-chunked; a chunk whose text the old index
+already holds keeps its vector, so only text that is really new is embedded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -25,6 +31,28 @@ from rag.store import FORMAT_VERSION, IndexStore
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
+
+#: The modules that turn a file into chunks.  Their source, with the chunk settings, is the
+#: index's record of how its chunks were cut; the file hashes alone cannot tell that an index
+#: was cut by older code.
+TEXT_PIPELINE = ("loaders", "cleaning", "sentences", "chunking")
+
+
+def text_pipeline_id() -> str:
+    """A fingerprint of the code that reads documents and cuts them into chunks."""
+    digest = hashlib.sha256()
+    for name in TEXT_PIPELINE:
+        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+#: Why an index cut by other code is stale (and every file is re-chunked).
+PIPELINE_CHANGED = "the index was cut into chunks by another version of the document reader"
+
+
+def chunking_record(chunk_size: int, chunk_overlap: int) -> dict[str, Any]:
+    """The manifest's ``chunking`` entry for these settings and this code."""
+    return {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "pipeline": text_pipeline_id()}
 
 
 class IndexingError(RagError):
@@ -124,10 +152,13 @@ def index_folder(
     report = IndexReport()
     files, report.skipped = list_files(folder)
 
+    chunking = chunking_record(chunk_size, chunk_overlap)
     old, report.rebuilt_reason = (None, "rebuild requested") if rebuild else _reusable(
-        index_dir, embedder, chunk_size, chunk_overlap
+        index_dir, embedder, chunking
     )
     old_files: dict[str, Any] = old.manifest.get("files", {}) if old else {}
+    # Vectors the old index holds, by chunk text: reused for re-cut chunks whose text is unchanged.
+    old_rows: dict[str, int] = {c.text: n for n, c in enumerate(old.chunks)} if old else {}
 
     kept: list[tuple[list[Chunk], np.ndarray]] = []
     fresh: list[Chunk] = []
@@ -149,7 +180,7 @@ def index_folder(
             continue
         seen_hashes[digest] = rel
         prev = old_files.get(rel)
-        if old is not None and prev and prev.get("hash") == digest:
+        if old is not None and not report.rebuilt_reason and prev and prev.get("hash") == digest:
             rows = [r for cid in prev["chunk_ids"] if (r := old.row_of(cid)) is not None]
             if len(rows) == len(prev["chunk_ids"]):
                 kept.append(([old.chunks[r] for r in rows], old.vectors(rows)))
@@ -187,11 +218,15 @@ def index_folder(
             + ("; skipped: " + "; ".join(f"{k}: {v}" for k, v in sorted(report.skipped.items())) if report.skipped else "")
         )
 
-    if fresh:
-        vectors_new = embedder.embed_documents([c.text for c in fresh], show_progress=progress)  # type: ignore[call-arg]
-    else:
-        vectors_new = np.zeros((0, embedder.dim), dtype=np.float32)
-    report.embedded = len(fresh)
+    vectors_new = np.zeros((len(fresh), embedder.dim), dtype=np.float32)
+    reused = [n for n, c in enumerate(fresh) if c.text in old_rows]
+    if reused and old is not None:
+        vectors_new[reused] = old.vectors([old_rows[fresh[n].text] for n in reused])
+    todo = [n for n, c in enumerate(fresh) if c.text not in old_rows]
+    if todo:
+        vectors_new[todo] = embedder.embed_documents([fresh[n].text for n in todo],  # type: ignore[call-arg]
+                                                     show_progress=progress)
+    report.embedded = len(todo)
 
     chunks = [c for part, _ in kept for c in part] + fresh
     vectors = np.vstack([v for _, v in kept] + [vectors_new]) if chunks else vectors_new
@@ -200,7 +235,7 @@ def index_folder(
         # Relative to the index, so a committed or moved index still finds its documents.
         "source_dir": os.path.relpath(Path(folder).resolve(), Path(index_dir).resolve()),
         "embedder": {"model_id": embedder.model_id, "dim": embedder.dim},
-        "chunking": {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
+        "chunking": chunking,
         "files": dict(sorted(file_entries.items())),
         "skipped": dict(sorted(skipped_hashes.items())),
         "counts": {"documents": len(file_entries), "chunks": len(chunks)},
@@ -213,22 +248,30 @@ def index_folder(
     return report
 
 
-def _reusable(index_dir: Path, embedder: Embedder, size: int, overlap: int) -> tuple[IndexStore | None, str]:
-    """The old index if its vectors can be reused, else None and why it is rebuilt."""
+def _reusable(index_dir: Path, embedder: Embedder, chunking: dict[str, Any]) -> tuple[IndexStore | None, str]:
+    """The old index if its vectors can be reused (else None), and why every file is re-chunked
+    (empty when files with unchanged content keep their chunks)."""
     try:
         old = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
     except IndexNotFoundError:
         return None, ""
     except IndexMismatchError as exc:
         return None, str(exc).split(";")[0]
-    chunking = old.manifest.get("chunking", {})
-    if chunking != {"chunk_size": size, "chunk_overlap": overlap}:
-        return None, f"chunking changed from {chunking}"
-    return old, ""
+    return old, _chunking_change(old.manifest.get("chunking", {}), chunking)
 
 
-def stale_reason(folder: Path, index_dir: Path, embedder: Embedder) -> str | None:
-    """Why the index at ``index_dir`` does not match ``folder`` and ``embedder``, or None."""
+def _chunking_change(recorded: dict[str, Any], current: dict[str, Any]) -> str:
+    """Why chunks cut as ``recorded`` differ from chunks cut as ``current``, or ''."""
+    settings = ("chunk_size", "chunk_overlap")
+    if any(recorded.get(k) != current[k] for k in settings):
+        return f"chunking changed from {({k: recorded.get(k) for k in settings})}"
+    return PIPELINE_CHANGED if recorded.get("pipeline") != current["pipeline"] else ""
+
+
+def stale_reason(folder: Path, index_dir: Path, embedder: Embedder, *,
+                 chunk_size: int | None = None, chunk_overlap: int | None = None) -> str | None:
+    """Why the index at ``index_dir`` does not match ``folder``, ``embedder``, this version's
+    text pipeline and (when given) the chunk settings, or None."""
     from rag.store import check_manifest, read_manifest
 
     try:
@@ -236,6 +279,11 @@ def stale_reason(folder: Path, index_dir: Path, embedder: Embedder) -> str | Non
         check_manifest(manifest, index_dir, model_id=embedder.model_id, dim=embedder.dim)
     except (IndexNotFoundError, IndexMismatchError) as exc:
         return str(exc).split(";")[0]
+    recorded = manifest.get("chunking", {})
+    wanted = chunking_record(recorded.get("chunk_size") if chunk_size is None else chunk_size,
+                             recorded.get("chunk_overlap") if chunk_overlap is None else chunk_overlap)
+    if change := _chunking_change(recorded, wanted):
+        return change
     indexed = {k: v.get("hash") for k, v in manifest.get("files", {}).items()}
     indexed.update({k: v.get("hash") for k, v in manifest.get("skipped", {}).items()})
     current = corpus_hashes(folder)

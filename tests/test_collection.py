@@ -121,12 +121,12 @@ def test_collection_file_is_the_default() -> None:
     assert set(data["corpora"]) == {c.name for c in _corpora()}
 
 
-def test_cached_corpus_index_is_rebuilt_when_the_text_pipeline_changes(tmp_path: Path, embedder) -> None:
-    """A collection index built by other chunking code is rebuilt, not reused: the manifest
-    alone (same files, embedder, tokenizer) cannot tell."""
-    from rag.collection import corpus_index, text_pipeline_stamp
+def test_cached_corpus_index_is_recut_when_the_text_pipeline_changes(tmp_path: Path, embedder) -> None:
+    """A collection index cut by other code is re-cut, not reused, although its files, embedder
+    and tokenizer match: otherwise a refit on a long-used machine sees other chunks."""
+    from rag.collection import corpus_index
     from rag.config import Settings
-    from rag.store import IndexStore
+    from rag.store import MANIFEST, IndexStore
 
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -135,18 +135,18 @@ def test_cached_corpus_index_is_rebuilt_when_the_text_pipeline_changes(tmp_path:
     settings = Settings()
     cache_dir = tmp_path / "cache"
     index_dir = corpus_index(corpus, settings, embedder, cache_dir)
-    stamp_file = cache_dir / "tiny.pipeline"
-    assert stamp_file.read_text(encoding="utf-8") == text_pipeline_stamp(settings)
-    created = (index_dir / "manifest.json").stat().st_mtime_ns
+    created = (index_dir / MANIFEST).stat().st_mtime_ns
 
     assert corpus_index(corpus, settings, embedder, cache_dir) == index_dir
-    assert (index_dir / "manifest.json").stat().st_mtime_ns == created  # unchanged: reused
+    assert (index_dir / MANIFEST).stat().st_mtime_ns == created  # unchanged: reused
 
-    # An index whose chunks came from other code: tampered chunk text, and another stamp.
+    # An index whose chunks came from other code: tampered chunk text, and another pipeline id.
     chunks = index_dir / "chunks.jsonl"
     chunks.write_text(chunks.read_text(encoding="utf-8").replace("pump", "PUMP"), encoding="utf-8")
-    stamp_file.write_text("older text pipeline", encoding="utf-8")
+    manifest = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest["chunking"]["pipeline"] = "older text pipeline"
+    (index_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     corpus_index(corpus, settings, embedder, cache_dir)
-    assert stamp_file.read_text(encoding="utf-8") == text_pipeline_stamp(settings)
     store = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
     assert any("pump" in c.text for c in store.chunks) and not any("PUMP" in c.text for c in store.chunks)
+    assert store.manifest["chunking"]["pipeline"] != "older text pipeline"

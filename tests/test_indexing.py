@@ -275,8 +275,10 @@ def test_incremental_update_embeds_only_changed_and_added(tmp_path: Path, embedd
     store = IndexStore.load(index_dir)
     files = store.manifest["files"]
     assert set(files) == {"keep.txt", "change.txt", "new.txt"}
-    fresh = len(files["change.txt"]["chunk_ids"]) + len(files["new.txt"]["chunk_ids"])
-    assert embedded == report.embedded == fresh
+    recut = [store.chunks[store.row_of(c)].text for name in ("change.txt", "new.txt") for c in files[name]["chunk_ids"]]
+    # Chunks of the changed file that kept their text keep their vectors: only new text is embedded.
+    new_text = [t for t in recut if t not in {c.text for c in old.chunks}]
+    assert embedded == report.embedded == len(new_text) < len(recut)
     assert embedded < len(store.chunks)  # keep.txt was not re-embedded
     assert files["keep.txt"]["chunk_ids"] == keep_ids
     assert np.array_equal(store.vectors([store.row_of(c) for c in keep_ids]), keep_vectors)
@@ -298,16 +300,63 @@ def test_incremental_update_embeds_only_changed_and_added(tmp_path: Path, embedd
     assert _snapshot(index_dir) == before
 
 
-def test_changed_chunking_rebuilds_everything(tmp_path: Path, embedder) -> None:
+def test_changed_chunking_rechunks_everything(tmp_path: Path, embedder) -> None:
     folder, index_dir = tmp_path / "docs", tmp_path / "index"
     folder.mkdir()
     (folder / "a.txt").write_text(_prose(30), encoding="utf-8")
     index_folder(folder, index_dir, embedder, chunk_size=300, chunk_overlap=50, show_progress=False)
+    before = {c.text for c in IndexStore.load(index_dir).chunks}
+    assert "chunk_size" in (stale_reason(folder, index_dir, embedder, chunk_size=500, chunk_overlap=50) or "")
     calls = embedder.calls
     report = index_folder(folder, index_dir, embedder, chunk_size=500, chunk_overlap=50, show_progress=False)
     assert "chunking changed" in report.rebuilt_reason
-    assert report.added == ["a.txt"] and embedder.calls - calls == report.chunks > 0
-    assert IndexStore.load(index_dir).manifest["chunking"] == {"chunk_size": 500, "chunk_overlap": 50}
+    assert report.updated == ["a.txt"] and not report.unchanged
+    after = IndexStore.load(index_dir)
+    assert after.manifest["chunking"]["chunk_size"] == 500 and after.manifest["chunking"]["chunk_overlap"] == 50
+    # Only chunk text the old index did not hold is embedded.
+    assert embedder.calls - calls == report.embedded == len({c.text for c in after.chunks} - before) > 0
+    assert stale_reason(folder, index_dir, embedder, chunk_size=500, chunk_overlap=50) is None
+
+
+def test_index_cut_by_other_code_is_rechunked_reusing_unchanged_vectors(tmp_path: Path, embedder) -> None:
+    """An index whose manifest names another text pipeline is stale, although its files, embedder
+    and settings match; re-indexing re-cuts every file, keeps the vectors of unchanged chunk text
+    and replaces chunks that the current code cuts differently."""
+    folder, index_dir = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+    (folder / "a.txt").write_text(_prose(31), encoding="utf-8")
+    (folder / "b.txt").write_text(_prose(32), encoding="utf-8")
+    index_folder(folder, index_dir, embedder, chunk_size=300, chunk_overlap=50, show_progress=False)
+    fresh = IndexStore.load(index_dir)
+    assert stale_reason(folder, index_dir, embedder) is None
+
+    # What an older version would have left: another pipeline id, and one chunk cut differently.
+    manifest = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
+    manifest["chunking"]["pipeline"] = "0000000000000000"
+    (index_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    chunks_file = index_dir / "chunks.jsonl"
+    lines = chunks_file.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first["text"] = first["text"].upper()
+    chunks_file.write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n", encoding="utf-8")
+    assert "another version" in (stale_reason(folder, index_dir, embedder) or "")
+
+    calls = embedder.calls
+    report = index_folder(folder, index_dir, embedder, chunk_size=300, chunk_overlap=50, show_progress=False)
+    assert "another version" in report.rebuilt_reason
+    assert sorted(report.updated) == ["a.txt", "b.txt"] and not report.unchanged
+    assert embedder.calls - calls == report.embedded == 1  # only the chunk whose text differed
+    again = IndexStore.load(index_dir)
+    assert [c.text for c in again.chunks] == [c.text for c in fresh.chunks]
+    rows = list(range(len(fresh.chunks)))
+    assert np.allclose(again.vectors(rows), fresh.vectors(rows), atol=1e-6)
+    assert stale_reason(folder, index_dir, embedder) is None
+
+
+def test_shipped_index_is_current(embedder) -> None:
+    """The committed index/ was cut by this code from seeds/: the first start does not re-index
+    (after changing how documents are read or cut, run: rag index)."""
+    assert stale_reason(ROOT / "seeds", ROOT / "index", embedder) is None
 
 
 # -- staleness ---------------------------------------------------------------------------
