@@ -12,7 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.abstention import Decision, decide
 from rag.citations import SupportChecker, compose
@@ -25,7 +27,11 @@ from rag.indexing import IndexReport, index_folder, stale_reason
 from rag.prompts import NO_ANSWER, cut_scaffolding
 from rag.retrieval import Retriever
 from rag.store import IndexStore
-from rag.types import Answer, Hit
+from rag.types import Answer, Citation, Hit
+
+if TYPE_CHECKING:
+    from rag.anchoring import IndexedDocument
+    from rag.conversation import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -137,23 +143,30 @@ class Assistant:
         q = check_question(question)
         return self.retriever.search(q, k or self.settings.retrieval.k, mode or self.settings.retrieval.mode)
 
-    def ask(self, question: str, k: int | None = None, backend: str | None = None) -> Answer:
-        """Answer ``question`` with citations, or abstain with the related passages."""
+    def ask(self, question: str, k: int | None = None, backend: str | None = None,
+            search_for: str | None = None) -> Answer:
+        """Answer ``question`` with citations, or abstain with the related passages.
+
+        ``search_for`` replaces the question for retrieval, evidence and generation (a
+        follow-up rewritten to stand on its own: see :meth:`conversation`).
+        """
         answer: Answer | None = None
-        for item in self.stream(question, k=k, backend=backend):
+        for item in self.stream(question, k=k, backend=backend, search_for=search_for):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
         return answer
 
-    def stream(self, question: str, k: int | None = None, backend: str | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, k: int | None = None, backend: str | None = None,
+               search_for: str | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text deltas as they are produced, then the checked :class:`Answer`.
 
         The final answer may differ from the streamed text: unsupported sentences are
         removed and markers renumbered by the citation check.
         """
         t0 = time.perf_counter()
-        q = check_question(question)
+        asked = check_question(question)
+        q = check_question(search_for) if search_for is not None else asked
         name = backend or self.backend
         timings: dict[str, float] = {}
         hits = self.retriever.search(q, k or self.settings.retrieval.k, self.settings.retrieval.mode)
@@ -164,7 +177,7 @@ class Assistant:
         if not decision.answerable:
             timings["total_s"] = time.perf_counter() - t0
             yield NO_ANSWER
-            yield self._abstain(q, hits, name, timings, decision)
+            yield self._abstain(asked, q, hits, name, timings, decision)
             return
 
         request = GenerationRequest(q, hits, candidates, guard=self.settings.guard_documents)
@@ -205,17 +218,35 @@ class Assistant:
         timings["check_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0
         if not citations:
-            answer = self._abstain(q, hits, used, timings,
+            answer = self._abstain(asked, q, hits, used, timings,
                                    Decision(False, "no sentence of the answer was supported"), notice)
             answer.checks = checks
             yield answer
             return
-        yield Answer(q, text, citations, hits, False, used, timings, notice, checks)
+        yield Answer(asked, text, self._stamp(citations), hits, False, used, timings, notice, checks, q)
 
-    def _abstain(self, q: str, hits: list[Hit], backend: str, timings: dict[str, float],
+    def conversation(self) -> "Conversation":
+        """A new conversation: follow-up questions are answered with the turns before them."""
+        from rag.conversation import Conversation
+
+        return Conversation(self)
+
+    def load_conversation(self, path: str | Path) -> "Conversation":
+        """A conversation saved with :meth:`Conversation.save`, its citations re-anchored in
+        the documents as they are indexed now (see :mod:`rag.anchoring`)."""
+        from rag.conversation import Conversation
+
+        return Conversation.load(self, path)
+
+    def _abstain(self, asked: str, q: str, hits: list[Hit], backend: str, timings: dict[str, float],
                  decision: Decision, notice: str = "") -> Answer:
-        return Answer(q, NO_ANSWER, [], hits, True, backend, timings,
-                      notice or f"Not answered: {decision.reason}.")
+        return Answer(asked, NO_ANSWER, [], hits, True, backend, timings,
+                      notice or f"Not answered: {decision.reason}.", searched=q)
+
+    def _stamp(self, citations: list[Citation]) -> list[Citation]:
+        """Citations with the content hash of their document, for re-anchoring later."""
+        files = self.retriever.store.manifest.get("files", {})
+        return [replace(c, doc_hash=files.get(c.source, {}).get("hash", "")) for c in citations]
 
     def _in_corpus(self, term: str) -> bool:
         return self.retriever.store.lexical.has_term(term)
@@ -266,6 +297,17 @@ class Assistant:
                     path.unlink(missing_ok=True)
                 raise
         return self.index(corpus)
+
+    def indexed_document(self, source: str) -> "IndexedDocument | None":
+        """The text of ``source`` as the index holds it (all pages), or None if not indexed."""
+        from rag.anchoring import IndexedDocument
+
+        store = self.retriever.store
+        entry = store.manifest.get("files", {}).get(source)
+        if entry is None:
+            return None
+        chunks = [store.chunks[r] for cid in entry.get("chunk_ids", []) if (r := store.row_of(cid)) is not None]
+        return IndexedDocument.from_chunks(source, entry.get("hash", ""), chunks, entry.get("page_spans"))
 
     def documents(self) -> list[dict[str, object]]:
         """The indexed documents: source, title, pages, chunks."""

@@ -157,9 +157,10 @@ def ask_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    qa_file: Annotated[Path, typer.Argument(help="QA set (JSONL), or a collection (eval/collection.json).",
-                                            exists=True, dir_okay=False)],
-    split: Annotated[str, typer.Option("--split", help="For a collection: the split to score (tune or test).")] = "test",
+    qa_file: Annotated[Path, typer.Argument(help="QA set (JSONL), a collection (eval/collection.json) or a "
+                                            "follow-up set (eval/followups.jsonl).", exists=True, dir_okay=False)],
+    split: Annotated[str, typer.Option("--split", help="For a collection or a follow-up set: the split to score "
+                                       "(tune or test).")] = "test",
     backend: Annotated[Optional[list[str]], typer.Option("--backend", "-b",
                        help="Backend to score; repeat to compare several.")] = None,
     k: KOpt = None,
@@ -175,8 +176,17 @@ def eval_cmd(
 
         from rag.assistant import Assistant
         from rag.collection import evaluate_collection, is_collection
+        from rag.conversation_eval import evaluate_followups, is_followup_set, report
         from rag.evaluation import evaluate
 
+        if is_followup_set(qa_file):
+            with Progress(transient=True) as bar:
+                task = bar.add_task("evaluating", total=None)
+                summary = evaluate_followups(split, qa_file, k=k or 5, out_dir=out,
+                                             progress=lambda msg: bar.update(task, description=msg))
+            typer.echo(report(summary))
+            typer.echo(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}, {out / 'report.md'}")
+            return
         if is_collection(qa_file):
             with Progress(transient=True) as bar:
                 task = bar.add_task("evaluating", total=None)

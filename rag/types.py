@@ -72,7 +72,12 @@ class Hit:
 class Citation:
     """A marker ``[n]`` in an answer and the quote of the passage that supports it.
 
-    ``char_start``/``char_end`` locate ``quote`` in the document's stored text.
+    ``char_start``/``char_end`` locate ``quote`` in the document's stored text;
+    ``doc_hash`` is that text's content hash.  ``status`` says whether the quote still
+    stands where it was cited (see :mod:`rag.anchoring`): ``current`` (same document),
+    ``moved`` (the document changed, the quote is found again at new offsets),
+    ``changed`` (the quote is no longer in the document) or ``removed`` (the document is
+    no longer indexed).
     """
 
     marker: int
@@ -84,9 +89,15 @@ class Citation:
     char_end: int
     quote: str
     support: float
+    doc_hash: str = ""
+    status: str = "current"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Citation":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass
@@ -103,10 +114,16 @@ class Answer:
     notice: str = ""
     #: Sentences the generator wrote, how many the check kept, how many it re-cited.
     checks: dict[str, int] = field(default_factory=dict)
+    #: What retrieval searched for: the question, or a follow-up rewritten to stand on its own.
+    searched: str = ""
+
+    def __post_init__(self) -> None:
+        self.searched = self.searched or self.question
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
+            "searched": self.searched,
             "text": self.text,
             "abstained": self.abstained,
             "backend": self.backend,

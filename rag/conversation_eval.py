@@ -1,0 +1,203 @@
+"""Score follow-up questions (``eval/followups.jsonl``): is a follow-up rewritten so that its
+search finds the evidence, and is a question that stands on its own left alone?
+
+Each item is a conversation of two turns over one corpus of the collection: an earlier
+question, then the question scored, with the evidence quotes that answer it.  Items marked
+``followup`` lean on the earlier turn ("When was it agreed?"); the others stand on their
+own.  For each item the earlier question is asked through a
+:class:`~rag.conversation.Conversation` (extractive), then the scored question is
+rewritten as the conversation would, and scored:
+
+- ``rewritten``: whether it was rewritten (wanted for follow-ups, unwanted otherwise);
+- ``evidence@k``: whether a top-``k`` passage of its search holds an evidence quote, with
+  the rewrite and, for comparison, searched as asked;
+- ``cited``: whether the conversation's answer cites a sentence of the evidence.
+
+    rag eval eval/followups.jsonl --split test
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rag.collection import COLLECTION, SPLITS, corpus_index, load_collection
+from rag.config import PROJECT_ROOT
+from rag.evaluation import DatasetError
+from rag.metrics import covers
+
+FOLLOWUPS = PROJECT_ROOT / "eval" / "followups.jsonl"
+#: The grid :data:`rag.followup.MAX_OWN_TERMS` is chosen from (on the tune split), and the
+#: share of standalone questions the choice must leave unchanged (the product's target).
+OWN_TERMS_GRID = (0, 1, 2, 3, 4, 5, 6, 8, 12)
+STANDALONE_UNCHANGED = 0.95
+
+
+def is_followup_set(path: Path) -> bool:
+    """Whether ``path`` is a follow-up set (JSONL whose records have ``turns``)."""
+    try:
+        with Path(path).open(encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "")
+        return Path(path).suffix == ".jsonl" and "turns" in json.loads(first)
+    except (OSError, ValueError):
+        return False
+
+
+def load_followups(path: Path = FOLLOWUPS) -> list[dict[str, Any]]:
+    """The items of a follow-up set, checked for the fields the scoring needs."""
+    items = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        missing = {"id", "corpus", "split", "followup", "turns", "question", "evidence"} - set(item)
+        if missing or item["split"] not in SPLITS or not item["turns"] or not item["evidence"]:
+            raise DatasetError(f"{path}:{n}: a follow-up item needs id, corpus, split (tune/test), followup, "
+                               f"non-empty turns and evidence (missing {sorted(missing)})")
+        items.append(item)
+    return items
+
+
+def choose_max_own_terms(rows: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The :data:`~rag.followup.MAX_OWN_TERMS` of :data:`OWN_TERMS_GRID` that leaves at least
+    :data:`STANDALONE_UNCHANGED` of the standalone questions unchanged and, of those, finds the
+    evidence for the most follow-ups (ties: the smaller); and the rates for every value."""
+    grid: dict[str, Any] = {}
+    for value in OWN_TERMS_GRID:
+        alone = [not r["grid"][str(value)]["rewritten"] for r in rows if not r["followup"]]
+        found = [r["grid"][str(value)]["evidence_at_k"] for r in rows if r["followup"]]
+        grid[str(value)] = {"standalone_unchanged": round(sum(alone) / max(1, len(alone)), 4),
+                            "followups_evidence_at_k": round(sum(found) / max(1, len(found)), 4)}
+    ok = [v for v in OWN_TERMS_GRID if grid[str(v)]["standalone_unchanged"] >= STANDALONE_UNCHANGED] or [0]
+    best = max(ok, key=lambda v: (grid[str(v)]["followups_evidence_at_k"], -v))
+    return best, grid
+
+
+@contextmanager
+def _max_own_terms(value: int) -> Iterator[None]:
+    import rag.followup as followup
+
+    kept = followup.MAX_OWN_TERMS
+    followup.MAX_OWN_TERMS = value
+    try:
+        yield
+    finally:
+        followup.MAX_OWN_TERMS = kept
+
+
+def _shipped() -> int:
+    from rag.followup import MAX_OWN_TERMS
+
+    return MAX_OWN_TERMS
+
+
+def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = COLLECTION, k: int = 5,
+                       out_dir: Path | None = None,
+                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score the items of ``split``; the summary (also written to ``out_dir``, when given)."""
+    from rag.assistant import Assistant
+    from rag.config import Settings
+    from rag.embeddings import get_embedder
+
+    items = [i for i in load_followups(path) if i["split"] == split]
+    if not items:
+        raise DatasetError(f"{path} has no items in the {split} split")
+    corpora = {c.name: c for c in load_collection(collection)}
+    settings = Settings()
+    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+    assistants: dict[str, Assistant] = {}
+    rows = []
+    for n, item in enumerate(items, start=1):
+        if progress:
+            progress(f"{item['id']} ({n}/{len(items)})")
+        if item["corpus"] not in corpora:
+            raise DatasetError(f"{path}: {item['id']} names corpus {item['corpus']!r}, not in {collection}")
+        if item["corpus"] not in assistants:
+            index_dir = corpus_index(corpora[item["corpus"]], settings, embedder)
+            assistants[item["corpus"]] = Assistant(index_dir, "extractive", embedder=embedder, settings=settings)
+        assistant = assistants[item["corpus"]]
+        conversation = assistant.conversation()
+        for turn in item["turns"]:
+            conversation.ask(turn, k=k)
+        rewrite = conversation.standalone(item["question"])
+        quotes = [e["quote"] for e in item["evidence"]]
+        seen: dict[str, bool] = {}
+
+        def found(query: str) -> bool:
+            if query not in seen:
+                seen[query] = any(covers(h.chunk.text, q) for h in assistant.retrieve(query, k) for q in quotes)
+            return seen[query]
+
+        grid = {}
+        for value in OWN_TERMS_GRID:
+            with _max_own_terms(value):
+                other = conversation.standalone(item["question"])
+            grid[str(value)] = {"rewritten": other.rewritten, "evidence_at_k": found(other.standalone)}
+
+        answer = conversation.ask(item["question"], k=k)
+        rows.append({
+            "id": item["id"], "corpus": item["corpus"], "followup": bool(item["followup"]),
+            "style": item.get("style", ""), "question": item["question"], "searched": rewrite.standalone,
+            "reason": rewrite.reason, "rewritten": rewrite.rewritten,
+            "evidence_at_k": found(rewrite.standalone), "evidence_at_k_as_asked": found(item["question"]),
+            "cited": any(covers(c.quote, q) or covers(q, c.quote) for c in answer.citations for q in quotes),
+            "grid": grid,
+        })
+    summary = summarise_followups(rows, k)
+    summary.update({"split": split, "file": str(path)})
+    max_terms, grid = choose_max_own_terms(rows)
+    summary["own_terms_grid"] = {"best": max_terms, "shipped": _shipped(), "rates": grid}
+
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with (out_dir / "results.jsonl").open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        (out_dir / "report.md").write_text(report(summary), encoding="utf-8")
+    return summary
+
+
+def summarise_followups(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """Rates over scored rows (see :func:`evaluate_followups`)."""
+    def rate(rs: list[dict[str, Any]], key: str) -> float | None:
+        return round(sum(bool(r[key]) for r in rs) / len(rs), 4) if rs else None
+
+    follow = [r for r in rows if r["followup"]]
+    alone = [r for r in rows if not r["followup"]]
+    return {
+        "k": k,
+        "followups": len(follow),
+        "followups_rewritten": rate(follow, "rewritten"),
+        "followups_evidence_at_k": rate(follow, "evidence_at_k"),
+        "followups_evidence_at_k_as_asked": rate(follow, "evidence_at_k_as_asked"),
+        "followups_cited": rate(follow, "cited"),
+        "standalone": len(alone),
+        "standalone_unchanged": None if not alone else round(1 - (rate(alone, "rewritten") or 0.0), 4),
+        "standalone_evidence_at_k": rate(alone, "evidence_at_k"),
+        "standalone_cited": rate(alone, "cited"),
+    }
+
+
+def report(summary: dict[str, Any]) -> str:
+    """The summary as a short Markdown table."""
+    s = summary
+    lines = [f"# Follow-up questions: {s['split']} split ({s['followups']} follow-ups, "
+             f"{s['standalone']} standalone)", "",
+             "| | rate |", "|---|---|",
+             f"| follow-ups rewritten | {s['followups_rewritten']} |",
+             f"| follow-ups: a top-{s['k']} passage holds the evidence (rewritten) | {s['followups_evidence_at_k']} |",
+             f"| follow-ups: a top-{s['k']} passage holds the evidence (as asked) | "
+             f"{s['followups_evidence_at_k_as_asked']} |",
+             f"| follow-ups: the answer cites the evidence | {s['followups_cited']} |",
+             f"| standalone questions left unchanged | {s['standalone_unchanged']} |",
+             f"| standalone: a top-{s['k']} passage holds the evidence | {s['standalone_evidence_at_k']} |",
+             "", "Content words of its own a question with a referring word may have and still be rewritten "
+             f"(shipped: {s['own_terms_grid']['shipped']}; best on this split: {s['own_terms_grid']['best']}):", "",
+             "| value | standalone unchanged | follow-ups: evidence in top k |", "|---|---|---|"]
+    lines += [f"| {v} | {r['standalone_unchanged']} | {r['followups_evidence_at_k']} |"
+              for v, r in s["own_terms_grid"]["rates"].items()]
+    return "\n".join(lines) + "\n"
