@@ -107,6 +107,7 @@ def answer_html(answer: Answer, *, turn: int = 0) -> str:
         parts = [
             '<div class="rag-answer rag-abstained" role="status">',
             '<p class="rag-abstain-label"><strong>Not answered</strong> (the assistant abstained)</p>',
+            _searched(answer),
             f'<p class="rag-answer-text">{esc_lines(answer.text)}</p>',
         ]
         if answer.notice:
@@ -119,6 +120,7 @@ def answer_html(answer: Answer, *, turn: int = 0) -> str:
     n = len(answer.citations)
     parts = [
         '<div class="rag-answer">',
+        _searched(answer),
         f'<p class="rag-answer-text">{_linked_text(answer.text, turn, answer.citations)}</p>',
     ]
     if answer.notice:
@@ -126,6 +128,13 @@ def answer_html(answer: Answer, *, turn: int = 0) -> str:
     meta = f"{answer.backend} · {n} source{'s' if n != 1 else ''}{_timing(answer)}"
     parts.append(f'<p class="rag-meta">{esc(meta)}</p></div>')
     return "".join(parts)
+
+
+def _searched(answer: Answer) -> str:
+    """"Searched for: …" when a follow-up was searched as a rewritten question, else ''."""
+    if answer.searched == answer.question:
+        return ""
+    return f'<p class="rag-searched">Searched for: {esc(answer.searched)}</p>'
 
 
 def partial_html(text: str) -> str:

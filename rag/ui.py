@@ -113,6 +113,7 @@ CSS = """
   padding: 0.6rem 0.8rem; background: var(--background-fill-secondary); }
 .rag-answer p, .rag-question { margin: 0.15rem 0; line-height: 1.55; }
 .rag-answer .rag-meta, .rag-docs .rag-meta { font-size: 0.78rem; color: var(--body-text-color-subdued); margin-top: 0.35rem; }
+.rag-searched { font-size: 0.8rem; color: var(--body-text-color-subdued); margin: 0 0 0.2rem; }
 .rag-notice { font-size: 0.85rem; color: var(--body-text-color-subdued); font-style: italic; }
 a.rag-marker, .rag-marker-demo { display: inline-block; padding: 0 0.32em; margin: 0 0.08em;
   border-radius: 0.45em; font-size: 0.8em; font-weight: 650; line-height: 1.45; vertical-align: 0.08em;
@@ -180,7 +181,8 @@ def backend_choices(assistant: Assistant) -> list[tuple[str, str]]:
 
 
 def _new_session() -> dict[str, Any]:
-    return {"messages": [], "turns": []}
+    # answers: this session's conversation (follow-ups are searched with the turns before them).
+    return {"messages": [], "turns": [], "answers": []}
 
 
 def build_ui(assistant: Assistant) -> gr.Blocks:
@@ -192,19 +194,21 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
     def respond(question: str, session: dict[str, Any], backend: str, k: float) -> Iterator[tuple[Any, ...]]:
         messages = list(session["messages"])
         turns = list(session["turns"])
+        conversation = assistant.conversation()
+        conversation.turns = list(session.get("answers", []))
         question = question or ""
         messages.append({"role": "user", "content": render.question_html(question)})
         messages.append({"role": "assistant", "content": render.partial_html("")})
 
         def out(copy: Any = gr.skip()) -> tuple[Any, ...]:
-            new = {"messages": messages, "turns": turns}
+            new = {"messages": messages, "turns": turns, "answers": conversation.turns}
             return "", messages, render.sources_panel_html(turns), copy, new
 
         yield out()
         streamed: list[str] = []
         answer: Answer | None = None
         try:
-            for item in assistant.stream(question, k=int(k), backend=backend):
+            for item in conversation.stream(question, k=int(k), backend=backend):
                 if isinstance(item, Answer):
                     answer = item
                 else:

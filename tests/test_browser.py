@@ -225,6 +225,25 @@ def test_each_browser_session_has_its_own_conversation(session: Session, browser
     expect(session.page.locator("#rag-sources")).to_contain_text("Ask a question")
 
 
+def test_follow_up_is_searched_with_the_previous_question(session: Session) -> None:
+    page = session.page
+    session.ask("What is NATO's Defence Production Action Plan?")
+    first = page.locator("#rag-chat .rag-answer").last
+    expect(first).to_contain_text("Defence Production Action Plan")
+    expect(first.locator(".rag-searched")).to_have_count(0)  # asked on its own: searched as asked
+    session.ask("When was it agreed?")
+    follow = page.locator("#rag-chat .rag-answer").last
+    expect(follow.locator(".rag-searched")).to_contain_text(
+        "Searched for: When was it agreed? (NATO's Defence Production Action Plan)")
+    expect(follow.locator(".rag-answer-text")).to_contain_text("2023")
+    expect(follow.locator("a.rag-marker")).not_to_have_count(0)
+    # A new conversation forgets the previous turns: asked alone, nothing is carried over.
+    page.locator("#rag-clear").click()
+    expect(page.locator("#rag-chat .rag-question")).to_have_count(0)
+    session.ask("When was it agreed?")
+    expect(page.locator("#rag-chat .rag-searched")).to_have_count(0)
+
+
 def test_backend_choices_hide_openai_unless_configured(session: Session) -> None:
     page = session.page
     backend = page.locator("#rag-backend input")
