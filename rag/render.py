@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from rag.anchoring import STATUS_TEXT
 from rag.guard import instruction_spans
 from rag.prompts import MARKER
 from rag.types import Answer, Citation, Hit
@@ -135,6 +136,17 @@ def _searched(answer: Answer) -> str:
     if answer.searched == answer.question:
         return ""
     return f'<p class="rag-searched">Searched for: {esc(answer.searched)}</p>'
+
+
+def conversation_messages(answers: Sequence[Answer]) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+    """The chat messages and sources-panel turns that show ``answers`` (a restored conversation)."""
+    messages: list[dict[str, str]] = []
+    turns: list[tuple[str, str]] = []
+    for n, a in enumerate(answers):
+        messages += [{"role": "user", "content": question_html(a.question)},
+                     {"role": "assistant", "content": answer_html(a, turn=n)}]
+        turns.append((a.question, sources_html(a, turn=n)))
+    return messages, turns
 
 
 def partial_html(text: str) -> str:
@@ -282,11 +294,14 @@ def sources_html(answer: Answer, *, turn: int = 0) -> str:
         first = group[0]
         hit = _passage_for(first, answer.passages)
         sid = source_id(turn, first.marker)
+        status = next((c.status for c in group if c.status != "current"), "")
+        label = (f'<span class="rag-label rag-citation-status" data-status="{esc(status)}">'
+                 f'{esc(STATUS_TEXT[status])}</span>') if status in STATUS_TEXT and STATUS_TEXT[status] else ""
         parts.append(
             f'<div class="rag-source" id="{sid}" tabindex="-1" data-marker="{int(first.marker)}">'
             f'<div class="rag-source-head">{_marker_link(turn, first)} '
             f'<span class="rag-title">{esc(first.title)}</span> '
-            f'<span class="rag-page">{esc(_pages(group))}</span></div>'
+            f'<span class="rag-page">{esc(_pages(group))}</span>{label}</div>'
             f'<div class="rag-passage">{_highlighted(group, hit)}</div>'
             f'<div class="rag-file">{esc(first.source)}</div></div>'
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import gradio as gr
 
 from rag import render
 from rag.assistant import Assistant
+from rag.conversation import Conversation
 from rag.errors import LoaderError, QuestionError, RagError
 from rag.loaders import SUPPORTED_SUFFIXES
 from rag.types import Answer
@@ -242,6 +244,32 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
     def clear() -> tuple[Any, ...]:
         return "", [], render.sources_panel_html([]), "", _new_session()
 
+    def export(session: dict[str, Any]) -> tuple[Any, ...]:
+        conversation = Conversation(assistant, session.get("answers", []))
+        if not conversation.turns:
+            return None, render.status_html("Nothing to export yet: ask a question first.", ok=False)
+        folder = Path(tempfile.mkdtemp(prefix="rag-conversation-"))
+        markdown = folder / "conversation.md"
+        markdown.write_text(conversation.to_markdown(), encoding="utf-8")
+        saved = conversation.save(folder / "conversation.json")
+        return [str(markdown), str(saved)], render.status_html(
+            f"Exported {len(conversation.turns)} turn(s): Markdown to read, JSON to restore later.")
+
+    def restore(path: str | None, session: dict[str, Any]) -> tuple[Any, ...]:
+        if not path:
+            return (gr.skip(),) * 5 + (render.status_html("No file was given.", ok=False),)
+        try:
+            conversation = assistant.load_conversation(path)
+        except RagError as exc:
+            return (gr.skip(),) * 5 + (render.status_html(f"Not restored: {exc}", ok=False),)
+        messages, turns = render.conversation_messages(conversation.turns)
+        moved = [c.status for a in conversation.turns for c in a.citations if c.status != "current"]
+        note = (f"Restored {len(turns)} turn(s); {len(moved)} citation(s) no longer where they were "
+                "(see the labels under Sources)." if moved else f"Restored {len(turns)} turn(s).")
+        last = conversation.turns[-1] if conversation.turns else None
+        return ("", messages, render.sources_panel_html(turns), render.answer_markdown(last) if last else "",
+                {"messages": messages, "turns": turns, "answers": conversation.turns}, render.status_html(note))
+
     def list_documents() -> str:
         return render.documents_html(assistant.documents())
 
@@ -303,6 +331,17 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                         with gr.Accordion("Answer with sources (Markdown)", open=False):
                             copy_box = gr.Textbox(show_label=False, lines=6, max_lines=16, interactive=False,
                                                   buttons=["copy"], elem_id="rag-copy")
+                        with gr.Accordion("Save, restore or export the conversation", open=False,
+                                          elem_id="rag-conversation"):
+                            with gr.Row(equal_height=True):
+                                export_button = gr.Button("Export (Markdown and JSON)", size="sm",
+                                                          elem_id="rag-export")
+                                restore_button = gr.UploadButton("Restore a saved conversation (JSON)",
+                                                                 file_types=[".json"], type="filepath",
+                                                                 size="sm", elem_id="rag-restore")
+                            export_files = gr.File(label="Conversation files", file_count="multiple",
+                                                   interactive=False, elem_id="rag-export-files")
+                            conversation_status = gr.HTML("", elem_id="rag-conversation-status")
             with gr.Tab("Documents", id="documents") as documents_tab:
                 documents = gr.HTML(list_documents(), elem_id="rag-documents")
                 upload = gr.File(
@@ -320,6 +359,9 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         new.click(clear, **reset)
         chatbot.clear(clear, **reset)
         copy.click(None, inputs=[copy_box], outputs=[copy_box], js=COPY_JS)
+        export_button.click(export, inputs=[session], outputs=[export_files, conversation_status])
+        restore_button.upload(restore, inputs=[restore_button, session],
+                              outputs=[question, chatbot, sources, copy_box, session, conversation_status])
         upload.upload(add_documents, inputs=[upload], outputs=[documents, status, upload])
         documents_tab.select(list_documents, outputs=[documents], show_progress="hidden")
         demo.load(list_documents, outputs=[documents], show_progress="hidden")

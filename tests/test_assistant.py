@@ -211,12 +211,13 @@ def test_answer_to_dict_is_json(make_assistant) -> None:  # noqa: ANN001
     answer, _ = ask(make_assistant, f"{SUCCESS[:-1]} [2]. {INTERCHANGE[:-1]} [1].")
     data = json.loads(json.dumps(answer.to_dict()))
     assert {"question", "text", "abstained", "backend", "citations", "passages", "timings"} <= set(data)
-    assert data["question"] == Q and data["text"] == answer.text
+    assert data["question"] == Q and data["text"] == answer.text and data["searched"] == Q
     assert data["abstained"] is False and data["backend"] == "fake"
     assert len(data["citations"]) == 2
     for cit, obj in zip(data["citations"], answer.citations):
         assert set(cit) == {"marker", "chunk_id", "source", "title", "page", "char_start", "char_end",
-                            "quote", "support"}
+                            "quote", "support", "doc_hash", "status"}
+        assert cit["status"] == "current" and len(cit["doc_hash"]) == 64  # the document's sha256
         assert cit == obj.to_dict()
         assert Citation(**cit) == obj
     assert [p["chunk_id"] for p in data["passages"]] == [h.chunk.id for h in answer.passages]

@@ -8,6 +8,7 @@ RAG_UPDATE_SCREENSHOT=1; otherwise the screenshot goes to pytest's tmp dir.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -71,12 +72,17 @@ def _serving(url: str) -> bool:
         return False
 
 
+#: The corpus folder the module's app serves (set by ``app_url``).
+APP_CORPUS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python app.py` over a tmp copy of the seeds, stopped by PID at the end."""
     base = tmp_path_factory.mktemp("app")
     corpus = base / "corpus"
     shutil.copytree(ROOT / "seeds", corpus)
+    APP_CORPUS["path"] = corpus
     for path in [corpus, *corpus.rglob("*")]:  # the repo's seeds are read-only
         path.chmod(0o755 if path.is_dir() else 0o644)
     port = _free_port()
@@ -355,6 +361,65 @@ def test_markup_in_documents_never_runs(session: Session, tmp_path: Path) -> Non
 
 
 # -- ui.py without a browser: a stand-in assistant, gradio's launch captured -------------
+
+
+def test_conversation_is_exported_and_restored_after_reindexing(session: Session, tmp_path: Path) -> None:
+    """Export as Markdown and JSON downloads; the document is edited (a paragraph inserted before
+    the cited sentence) and re-indexed; restoring the JSON shows the citation as moved.  This edits
+    the app's copy of the seeds, so it runs after every other browser test of the module."""
+    page = session.page
+    session.ask("What is NATO's Defence Production Action Plan?")
+    page.get_by_text("Save, restore or export the conversation").click()
+    page.locator("#rag-export").click()
+    files = page.locator("#rag-export-files")
+    expect(files.locator("a[href$='/conversation.json']")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#rag-conversation-status")).to_contain_text("Exported 1 turn(s)")
+    saved = {}
+    for name in ("conversation.md", "conversation.json"):
+        with page.expect_download() as info:
+            files.locator(f"a[href$='/{name}']").click()
+        path = tmp_path / name
+        info.value.save_as(path)
+        saved[name] = path.read_text(encoding="utf-8")
+    assert saved["conversation.md"].startswith("# Conversation")
+    assert "## 1. What is NATO's Defence Production Action Plan?" in saved["conversation.md"]
+    data = json.loads(saved["conversation.json"])
+    cited = data["turns"][0]["citations"][0]
+    assert cited["source"] == "defence-production-op-ed-2025.txt" and cited["quote"] in saved["conversation.md"]
+
+    # The cited document gains a paragraph before the quote; adding another file re-indexes the folder.
+    doc = APP_CORPUS["path"] / cited["source"]
+    text = doc.read_text(encoding="utf-8")
+    cut = text.index(cited["quote"])
+    cut = text.rfind("\n\n", 0, cut) + 2 if text.rfind("\n\n", 0, cut) >= 0 else 0
+    doc.write_text(text[:cut] + "An editor's note added after publication, before the cited passage.\n\n"
+                   + text[cut:], encoding="utf-8")
+    extra = tmp_path / "harbour-note.txt"
+    extra.write_text("Harbour note\n\nThe harbour dredging finished in May 2024 after six months.\n",
+                     encoding="utf-8")
+    session.upload(extra)
+    page.locator("#rag-clear").click()
+    expect(page.locator("#rag-chat .rag-question")).to_have_count(0)
+
+    page.locator("#rag-conversation input[type=file]").set_input_files(str(tmp_path / "conversation.json"))
+    expect(page.locator("#rag-conversation-status")).to_contain_text("Restored 1 turn(s); 1 citation",
+                                                                  timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#rag-chat .rag-question")).to_have_text("What is NATO's Defence Production Action Plan?")
+    label = page.locator("#rag-sources .rag-citation-status")
+    expect(label).to_have_attribute("data-status", "moved")
+    expect(label).to_contain_text("the quote was found again")
+    # A restored conversation goes on: the follow-up is searched with the restored question.
+    session.ask("When was it agreed?")
+    expect(page.locator("#rag-chat .rag-answer").last.locator(".rag-searched")).to_contain_text(
+        "Defence Production Action Plan")
+
+    # Not a conversation: a clear message, the chat unchanged.
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"hello": 1}', encoding="utf-8")
+    page.locator("#rag-conversation input[type=file]").set_input_files(str(bad))
+    expect(page.locator("#rag-conversation-status")).to_contain_text("Not restored", timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#rag-chat .rag-question")).to_have_count(2)
+    assert session.dialogs == []
 
 
 class _FakeAssistant:
