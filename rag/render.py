@@ -303,8 +303,36 @@ def sources_html(answer: Answer, *, turn: int = 0) -> str:
             f'<span class="rag-title">{esc(first.title)}</span> '
             f'<span class="rag-page">{esc(_pages(group))}</span>{label}</div>'
             f'<div class="rag-passage">{_highlighted(group, hit)}</div>'
-            f'<div class="rag-file">{esc(first.source)}</div></div>'
+            f'<div class="rag-file">{esc(first.source)}{"" if status == "removed" else open_link(first)}</div></div>'
         )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def open_link(citation: Citation | None = None, source: str = "") -> str:
+    """A link that opens a document in the Document tab: at ``citation``'s quote, or at its top."""
+    if citation is not None:
+        return (f' <span class="rag-open-doc" role="button" tabindex="0" data-source="{esc(citation.source)}" '
+                f'data-start="{int(citation.char_start)}" data-end="{int(citation.char_end)}">'
+                f'open the document at this quote</span>')
+    return (f'<span class="rag-open-doc" role="button" tabindex="0" data-source="{esc(source)}" '
+            f'data-start="0" data-end="0">open</span>')
+
+
+def document_html(title: str, source: str, text: str, page_spans: Sequence[Sequence[int]],
+                  quote: tuple[int, int] | None = None) -> str:
+    """A whole document, escaped, page by page (each page headed by its number), with the
+    characters ``quote`` in ``<mark>`` (the viewer scrolls to the first mark)."""
+    pages = [tuple(int(v) for v in p) for p in page_spans] or [(1, 0, len(text))]
+    parts = [f'<div class="rag-document" data-source="{esc(source)}">',
+             f'<p class="rag-document-title"><span class="rag-title">{esc(title)}</span> '
+             f'<span class="rag-file">{esc(source)}</span></p>']
+    for page, start, end in pages:
+        spans = [(max(quote[0], start) - start, min(quote[1], end) - start)] if (
+            quote and quote[0] < end and start < quote[1] and quote[0] < quote[1]) else []
+        parts.append(f'<section class="rag-doc-page" data-page="{page}">'
+                     f'<p class="rag-page-marker">page {page}</p>'
+                     f'<div class="rag-doc-text">{passage_html(text[start:end], spans)}</div></section>')
     parts.append("</div>")
     return "".join(parts)
 
@@ -363,12 +391,13 @@ def documents_html(documents: Sequence[Mapping[str, object]]) -> str:
         f'<tr><td class="rag-doc-title">{esc(d.get("title", ""))}</td>'
         f'<td class="rag-doc-file">{esc(d.get("source", ""))}</td>'
         f'<td class="rag-num">{esc(d.get("pages", ""))}</td>'
-        f'<td class="rag-num">{esc(d.get("chunks", ""))}</td></tr>'
+        f'<td class="rag-num">{esc(d.get("chunks", ""))}</td>'
+        f'<td>{open_link(source=str(d.get("source", "")))}</td></tr>'
         for d in documents
     )
     total = sum(int(d.get("chunks", 0) or 0) for d in documents)  # type: ignore[call-overload]
     return (f'<div class="rag-docs"><table class="rag-doc-table"><thead><tr><th>Title</th><th>File</th>'
-            f'<th class="rag-num">Pages</th><th class="rag-num">Chunks</th></tr></thead>'
+            f'<th class="rag-num">Pages</th><th class="rag-num">Chunks</th><th></th></tr></thead>'
             f'<tbody>{rows}</tbody></table>'
             f'<p class="rag-meta">{len(documents)} document{"s" if len(documents) != 1 else ""}, '
             f'{total} chunks</p></div>')

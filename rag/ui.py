@@ -11,6 +11,7 @@ render the results with :mod:`rag.render` (which escapes every piece of text).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -83,9 +84,26 @@ if (!window.__ragSourcesInstalled) {
     entry.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
     ragCentre(entry);
   };
+  document.addEventListener('keydown', (ev) => {
+    const target = ev.target instanceof Element ? ev.target.closest('.rag-open-doc') : null;
+    if (target && (ev.key === 'Enter' || ev.key === ' ')) { ev.preventDefault(); target.click(); }
+  });
   document.addEventListener('click', (ev) => {
     const target = ev.target instanceof Element ? ev.target : null;
     if (!target) return;
+    const opener = target.closest('.rag-open-doc');
+    if (opener) {
+      // Ask the server for the document (a hidden text box carries the request).
+      ev.preventDefault();
+      ev.stopPropagation();
+      const box = document.querySelector('#rag-open-request textarea');
+      if (!box) return;
+      box.value = JSON.stringify({source: opener.getAttribute('data-source'),
+        start: Number(opener.getAttribute('data-start')), end: Number(opener.getAttribute('data-end')),
+        at: Date.now()});
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+      return;
+    }
     const marker = target.closest('a.rag-marker');
     if (marker) {
       ev.preventDefault();
@@ -99,6 +117,17 @@ if (!window.__ragSourcesInstalled) {
 }
 ragCentre(element);
 if (typeof watch === 'function') watch('value', () => ragCentre(element));
+"""
+
+#: Runs when the document viewer mounts: each new document scrolls to its highlighted quote.
+DOCUMENT_JS = r"""
+const ragShowQuote = () => {
+  const mark = element.querySelector('mark');
+  if (mark) mark.scrollIntoView({block: 'center'});
+  else element.scrollTop = 0;
+};
+ragShowQuote();
+if (typeof watch === 'function') watch('value', () => setTimeout(ragShowQuote, 50));
 """
 
 COPY_JS = """(text) => {
@@ -163,6 +192,14 @@ a.rag-marker:hover, a.rag-marker:focus { background: var(--color-accent); color:
   border-right: none !important; border-top: none !important; }
 .rag-doc-table thead th { border-bottom: 2px solid var(--border-color-primary) !important; }
 footer { display: none !important; }
+.rag-hidden { display: none !important; }
+#rag-document-view { height: calc(100vh - 260px); min-height: 300px; overflow-y: auto !important;
+  border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); padding: 0.6rem 1rem; }
+.rag-doc-text { white-space: pre-wrap; font-size: 0.92rem; line-height: 1.6; }
+.rag-page-marker { font-size: 0.75rem; text-transform: uppercase; letter-spacing: 0.05em;
+  color: var(--body-text-color-subdued); border-top: 1px dashed var(--border-color-primary); padding-top: 0.3rem; }
+.rag-open-doc { margin-left: 0.5rem; font-family: var(--font); font-size: 0.78rem; cursor: pointer;
+  color: var(--color-accent); text-decoration: underline; }
 """
 
 
@@ -270,6 +307,20 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         return ("", messages, render.sources_panel_html(turns), render.answer_markdown(last) if last else "",
                 {"messages": messages, "turns": turns, "answers": conversation.turns}, render.status_html(note))
 
+    def open_document(request: str) -> tuple[Any, ...]:
+        try:
+            wanted = json.loads(request or "{}")
+            source, start, end = str(wanted["source"]), int(wanted["start"]), int(wanted["end"])
+        except (ValueError, KeyError, TypeError):
+            return gr.skip(), gr.skip()
+        document = assistant.indexed_document(source)
+        if document is None:
+            return render.status_html(f"{source} is no longer in the index.", ok=False), gr.Tabs(selected="document")
+        title = next((str(d["title"]) for d in assistant.documents() if d["source"] == source), source)
+        quote = (start, end) if 0 <= start < end <= len(document.text) else None
+        html = render.document_html(title, source, document.text, document.page_spans, quote)
+        return html, gr.Tabs(selected="document")
+
     def list_documents() -> str:
         return render.documents_html(assistant.documents())
 
@@ -296,7 +347,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
     with gr.Blocks(title="rag · cited answers", analytics_enabled=False, fill_width=True) as demo:
         session = gr.State(_new_session())
         gr.HTML(HEADER)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Ask", id="ask"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3, min_width=420):
@@ -349,6 +400,12 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                     label=f"Add documents ({', '.join(SUPPORTED_SUFFIXES)})", elem_id="rag-upload", height=140,
                 )
                 status = gr.HTML("", elem_id="rag-upload-status")
+            with gr.Tab("Document", id="document"):
+                document_view = gr.HTML(render.status_html("Click 'open the document at this quote' under a "
+                                                           "source, or 'open' in the Documents tab."),
+                                        elem_id="rag-document-view", js_on_load=DOCUMENT_JS)
+        open_request = gr.Textbox(elem_id="rag-open-request", elem_classes=["rag-hidden"], show_label=False,
+                                  container=False)
 
         answer_io = dict(inputs=[question, session, backend, k],
                          outputs=[question, chatbot, sources, copy_box, session], show_progress="hidden")
@@ -362,6 +419,8 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         export_button.click(export, inputs=[session], outputs=[export_files, conversation_status])
         restore_button.upload(restore, inputs=[restore_button, session],
                               outputs=[question, chatbot, sources, copy_box, session, conversation_status])
+        open_request.change(open_document, inputs=[open_request], outputs=[document_view, tabs],
+                           show_progress="hidden")
         upload.upload(add_documents, inputs=[upload], outputs=[documents, status, upload])
         documents_tab.select(list_documents, outputs=[documents], show_progress="hidden")
         demo.load(list_documents, outputs=[documents], show_progress="hidden")

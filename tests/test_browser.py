@@ -363,6 +363,36 @@ def test_markup_in_documents_never_runs(session: Session, tmp_path: Path) -> Non
 # -- ui.py without a browser: a stand-in assistant, gradio's launch captured -------------
 
 
+def test_cited_document_opens_at_the_quote(session: Session) -> None:
+    page = session.page
+    session.ask(CHATHAM)
+    source = page.locator("#rag-sources .rag-source").first
+    quote = source.locator("mark").first.inner_text()
+    source.locator(".rag-open-doc").click()
+    view = page.locator("#rag-document-view")
+    expect(view).to_be_visible(timeout=UI_TIMEOUT_MS)
+    mark = view.locator(".rag-document mark")
+    expect(mark).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    expect(mark).to_contain_text("Chatham House")
+    assert " ".join(mark.inner_text().split()) in " ".join(quote.split()) or \
+        " ".join(quote.split()) in " ".join(mark.inner_text().split())
+    expect(mark).to_be_in_viewport()
+    expect(view.locator(".rag-page-marker").first).to_have_text(re.compile(r"page 1", re.IGNORECASE))
+    expect(view.locator(".rag-title")).to_contain_text("Force Development")
+    # The whole document is there, not only the passage.
+    assert len(view.locator(".rag-doc-text").first.inner_text()) > 5 * len(quote)
+
+    # The Documents tab opens any document, at its top.
+    page.get_by_role("tab", name="Documents").click()
+    row = page.locator("#rag-documents tr", has_text="defence-production-op-ed-2025.txt")
+    row.locator(".rag-open-doc").click()
+    expect(view).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(view.locator(".rag-document")).to_have_attribute("data-source", "defence-production-op-ed-2025.txt",
+                                                             timeout=UI_TIMEOUT_MS)
+    expect(view.locator(".rag-document mark")).to_have_count(0)
+    assert session.dialogs == []
+
+
 def test_conversation_is_exported_and_restored_after_reindexing(session: Session, tmp_path: Path) -> None:
     """Export as Markdown and JSON downloads; the document is edited (a paragraph inserted before
     the cited sentence) and re-indexed; restoring the JSON shows the citation as moved.  This edits

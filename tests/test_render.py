@@ -403,3 +403,17 @@ class _TagBalance(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack.pop() != tag:
             self.errors.append(tag)
+
+
+def test_document_html_marks_the_quote_across_pages_and_escapes() -> None:
+    from rag.render import document_html
+
+    text = "Page one <b>text</b> ends here. Quote starts" + " and ends on page two. More."
+    split = text.index(" and ends")
+    html = document_html("T<script>", "a.pdf", text, [[1, 0, split], [2, split, len(text)]],
+                         (text.index("Quote"), text.index(" More")))
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;text&lt;/b&gt;" in html
+    assert html.count('class="rag-page-marker"') == 2 and "page 2" in html
+    assert html.count("<mark") == 2  # the quote's part on each page
+    assert "Quote starts</mark>" in html and "and ends on page two.</mark>" in html
+    assert "<mark" not in document_html("T", "a.txt", text, [[1, 0, len(text)]])
