@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rag.anchoring import STATUS_TEXT, reanchor
 from rag.errors import RagError
 from rag.followup import Rewrite, rewrite
@@ -51,8 +53,14 @@ class Conversation:
     def standalone(self, question: str) -> Rewrite:
         """What ``question`` would be searched as, after the turns so far."""
         last = self.turns[-1] if self.turns else None
-        return rewrite(question, last.searched if last else "",
-                       "" if last is None or last.abstained else last.text)
+        if last is None:
+            return rewrite(question)
+        return rewrite(question, last.searched, "" if last.abstained else last.text,
+                       self._similarity(question, last.question))
+
+    def _similarity(self, a: str, b: str) -> float:
+        embed = self.assistant.embedder.embed_query
+        return float(np.dot(np.asarray(embed(a), dtype=np.float32), np.asarray(embed(b), dtype=np.float32)))
 
     def ask(self, question: str, k: int | None = None, backend: str | None = None) -> Answer:
         """Answer ``question`` in this conversation (a follow-up is searched as rewritten)."""

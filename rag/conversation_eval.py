@@ -34,6 +34,8 @@ FOLLOWUPS = PROJECT_ROOT / "eval" / "followups.jsonl"
 #: share of standalone questions the choice must leave unchanged (the product's target).
 OWN_TERMS_GRID = (0, 1, 2, 3, 4, 5, 6, 8, 12)
 STANDALONE_UNCHANGED = 0.95
+#: The grid :data:`rag.followup.MIN_TOPIC_SIMILARITY` is chosen from (on the tune split).
+TOPIC_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 1.01)
 
 
 def is_followup_set(path: Path) -> bool:
@@ -61,37 +63,35 @@ def load_followups(path: Path = FOLLOWUPS) -> list[dict[str, Any]]:
     return items
 
 
-def choose_max_own_terms(rows: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    """The :data:`~rag.followup.MAX_OWN_TERMS` of :data:`OWN_TERMS_GRID` that leaves at least
+def choose(rows: list[dict[str, Any]], key: str, values: tuple[float, ...],
+           cautious: float) -> tuple[float, dict[str, Any]]:
+    """The value of ``values`` (rates in each row's ``key``) that leaves at least
     :data:`STANDALONE_UNCHANGED` of the standalone questions unchanged and, of those, finds the
-    evidence for the most follow-ups (ties: the smaller); and the rates for every value."""
+    evidence for the most follow-ups (of several, the middle one); ``cautious`` (the value that
+    rewrites least) when none leaves enough unchanged; and the rates for every value."""
     grid: dict[str, Any] = {}
-    for value in OWN_TERMS_GRID:
-        alone = [not r["grid"][str(value)]["rewritten"] for r in rows if not r["followup"]]
-        found = [r["grid"][str(value)]["evidence_at_k"] for r in rows if r["followup"]]
+    for value in values:
+        alone = [not r[key][str(value)]["rewritten"] for r in rows if not r["followup"]]
+        found = [r[key][str(value)]["evidence_at_k"] for r in rows if r["followup"]]
         grid[str(value)] = {"standalone_unchanged": round(sum(alone) / max(1, len(alone)), 4),
                             "followups_evidence_at_k": round(sum(found) / max(1, len(found)), 4)}
-    ok = [v for v in OWN_TERMS_GRID if grid[str(v)]["standalone_unchanged"] >= STANDALONE_UNCHANGED] or [0]
-    best = max(ok, key=lambda v: (grid[str(v)]["followups_evidence_at_k"], -v))
-    return best, grid
+    ok = [v for v in values if grid[str(v)]["standalone_unchanged"] >= STANDALONE_UNCHANGED] or [cautious]
+    top = max(grid[str(v)]["followups_evidence_at_k"] for v in ok)
+    tied = sorted(v for v in ok if grid[str(v)]["followups_evidence_at_k"] == top)
+    return tied[(len(tied) - 1) // 2], grid  # the middle of the best values: the widest margin
 
 
 @contextmanager
-def _max_own_terms(value: int) -> Iterator[None]:
+def _setting(name: str, value: float) -> Iterator[None]:
+    """:mod:`rag.followup`'s setting ``name`` set to ``value`` for a while."""
     import rag.followup as followup
 
-    kept = followup.MAX_OWN_TERMS
-    followup.MAX_OWN_TERMS = value
+    kept = getattr(followup, name)
+    setattr(followup, name, value)
     try:
         yield
     finally:
-        followup.MAX_OWN_TERMS = kept
-
-
-def _shipped() -> int:
-    from rag.followup import MAX_OWN_TERMS
-
-    return MAX_OWN_TERMS
+        setattr(followup, name, kept)
 
 
 def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = COLLECTION, k: int = 5,
@@ -133,9 +133,14 @@ def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = CO
 
         grid = {}
         for value in OWN_TERMS_GRID:
-            with _max_own_terms(value):
+            with _setting("MAX_OWN_TERMS", value), _setting("MIN_TOPIC_SIMILARITY", 9.0):
                 other = conversation.standalone(item["question"])
             grid[str(value)] = {"rewritten": other.rewritten, "evidence_at_k": found(other.standalone)}
+        topic = {}
+        for value in TOPIC_GRID:
+            with _setting("MIN_TOPIC_SIMILARITY", value):
+                other = conversation.standalone(item["question"])
+            topic[str(value)] = {"rewritten": other.rewritten, "evidence_at_k": found(other.standalone)}
 
         answer = conversation.ask(item["question"], k=k)
         rows.append({
@@ -144,12 +149,16 @@ def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = CO
             "reason": rewrite.reason, "rewritten": rewrite.rewritten,
             "evidence_at_k": found(rewrite.standalone), "evidence_at_k_as_asked": found(item["question"]),
             "cited": any(covers(c.quote, q) or covers(q, c.quote) for c in answer.citations for q in quotes),
-            "grid": grid,
+            "grid": grid, "topic": topic,
         })
     summary = summarise_followups(rows, k)
     summary.update({"split": split, "file": str(path)})
-    max_terms, grid = choose_max_own_terms(rows)
-    summary["own_terms_grid"] = {"best": max_terms, "shipped": _shipped(), "rates": grid}
+    from rag.followup import MAX_OWN_TERMS, MIN_TOPIC_SIMILARITY
+
+    max_terms, grid = choose(rows, "grid", OWN_TERMS_GRID, 0)
+    summary["own_terms_grid"] = {"best": max_terms, "shipped": MAX_OWN_TERMS, "rates": grid}
+    min_sim, topic_grid = choose(rows, "topic", TOPIC_GRID, TOPIC_GRID[-1])
+    summary["topic_grid"] = {"best": min_sim, "shipped": MIN_TOPIC_SIMILARITY, "rates": topic_grid}
 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,4 +209,10 @@ def report(summary: dict[str, Any]) -> str:
              "| value | standalone unchanged | follow-ups: evidence in top k |", "|---|---|---|"]
     lines += [f"| {v} | {r['standalone_unchanged']} | {r['followups_evidence_at_k']} |"
               for v, r in s["own_terms_grid"]["rates"].items()]
+    lines += ["", "Least similarity with the previous question for which a question that points back but names "
+              f"more of its own is rewritten (shipped: {s['topic_grid']['shipped']}; best on this split: "
+              f"{s['topic_grid']['best']}):", "",
+              "| value | standalone unchanged | follow-ups: evidence in top k |", "|---|---|---|"]
+    lines += [f"| {v} | {r['standalone_unchanged']} | {r['followups_evidence_at_k']} |"
+              for v, r in s["topic_grid"]["rates"].items()]
     return "\n".join(lines) + "\n"

@@ -5,9 +5,12 @@ A question *refers back* when
 - it opens with "what about", "how about", "and …" or "what else";
 - it leans on a word that points at something said before ("it", "its", "they",
   "them", "their", "he", "she", "this …", "these …", "that" with no noun of its
-  own, a closing "there" or "then") and has few content words of its own (at
-  most :data:`MAX_OWN_TERMS` that the previous question does not hold: "Can users
-  change their password?" names its own subject, "When was it agreed?" does not); or
+  own, a closing "there" or "then") and either has few content words of its own
+  (at most :data:`MAX_OWN_TERMS` that the previous question does not hold: "Can
+  users change their password?" names its own subject, "When was it agreed?" does
+  not) or is about what the previous question was about (MiniLM similarity of the
+  two questions at least :data:`MIN_TOPIC_SIMILARITY`: "By how much does enabling it
+  slow Cachegrind down?" after a question on a Cachegrind option); or
 - it has at most one content word and no name of its own ("Why?", "Since when?",
   "Which version?").
 
@@ -36,6 +39,10 @@ CLOSING = frozenset("that there then".split())
 #: ``rag eval eval/followups.jsonl --split tune`` (its "own_terms_grid": the value that finds the
 #: evidence for the most follow-ups while leaving at least 95 % of standalone questions unchanged).
 MAX_OWN_TERMS = 2
+#: Least similarity with the previous question for which a question that points back but names
+#: more of its own is still rewritten.  Chosen on the same tune split by the same command
+#: ("topic_grid", with MAX_OWN_TERMS fixed): 0.35 to 0.6 all score best there; this is the middle.
+MIN_TOPIC_SIMILARITY = 0.45
 
 # "Is it possible to …", "How long does it take to …": "it" that points at nothing.
 _EXPLETIVE = re.compile(r"\b(?:is|was|does|did|will|would|can|could|should)\s+it\s+(?:possible|necessary|true|"
@@ -94,8 +101,9 @@ def pointing_word(question: str) -> str:
     return pointing[0] if pointing else ""
 
 
-def refers_back(question: str, previous: str) -> str:
-    """Why ``question`` needs ``previous`` to be understood, or '' when it stands on its own."""
+def refers_back(question: str, previous: str, similarity: float | None = None) -> str:
+    """Why ``question`` needs ``previous`` to be understood, or '' when it stands on its own.
+    ``similarity`` is the two questions' embedding similarity (None: not known)."""
     if _OPENER.match(question):
         return "it continues the previous question"
     words = _words(question)
@@ -103,19 +111,23 @@ def refers_back(question: str, previous: str) -> str:
     pointing = pointing_word(question)
     if pointing and len(own) <= MAX_OWN_TERMS:
         return f"'{pointing}' refers to the previous question"
+    if pointing and similarity is not None and similarity >= MIN_TOPIC_SIMILARITY:
+        return f"'{pointing}' refers to the previous question, which was about the same (similarity {similarity:.2f})"
     names = [w for n, w in enumerate(words) if _name_like(w, n == 0) and tokenize(w)]
     if len(own) <= 1 and not names and previous:
         return "it names nothing of its own"
     return ""
 
 
-def rewrite(question: str, previous: str = "", previous_answer: str = "") -> Rewrite:
+def rewrite(question: str, previous: str = "", previous_answer: str = "",
+            similarity: float | None = None) -> Rewrite:
     """``question`` as a standalone question, given the conversation's previous standalone
-    question and the text of its answer ('' when there is none)."""
+    question, the text of its answer ('' when there is none) and, when known, the embedding
+    similarity of ``question`` and ``previous``."""
     q = " ".join(question.split())
     if not previous:
         return Rewrite(q, q, "first question")
-    why = refers_back(q, previous)
+    why = refers_back(q, previous, similarity)
     if not why:
         return Rewrite(q, q, "stands on its own")
     opener = _OPENER.match(q)

@@ -240,3 +240,16 @@ def test_followup_set_is_built_from_checked_questions() -> None:
     follow = [i for i in items if i["followup"]]
     assert len(follow) >= 40 and len(items) - len(follow) >= 20
     assert {i["split"] for i in follow} == {"tune", "test"} and len({i["corpus"] for i in items}) >= 6
+
+
+def test_question_with_its_own_words_is_rewritten_only_on_the_same_topic() -> None:
+    from rag.followup import MIN_TOPIC_SIMILARITY
+
+    previous = "What does Cachegrind's --branch-sim option do?"
+    question = "By how much does enabling it slow the simulation of every program down?"
+    assert not rewrite(question, previous).rewritten  # similarity unknown: names enough of its own
+    assert not rewrite(question, previous, similarity=MIN_TOPIC_SIMILARITY - 0.01).rewritten
+    same = rewrite(question, previous, similarity=MIN_TOPIC_SIMILARITY)
+    assert same.rewritten and "--branch-sim" in same.standalone and "same" in same.reason
+    # No referring word: never rewritten for being on the same topic.
+    assert not rewrite("How much does branch simulation slow Cachegrind down?", previous, similarity=0.9).rewritten
