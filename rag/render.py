@@ -303,7 +303,7 @@ def sources_html(answer: Answer, *, turn: int = 0) -> str:
             f'<span class="rag-title">{esc(first.title)}</span> '
             f'<span class="rag-page">{esc(_pages(group))}</span>{label}</div>'
             f'<div class="rag-passage">{_highlighted(group, hit)}</div>'
-            f'<div class="rag-file">{esc(first.source)}{"" if status == "removed" else open_link(first)}</div></div>'
+            f'<div class="rag-file">{esc(first.source)}</div>{"" if status == "removed" else open_link(first)}</div>'
         )
     parts.append("</div>")
     return "".join(parts)
@@ -312,7 +312,7 @@ def sources_html(answer: Answer, *, turn: int = 0) -> str:
 def open_link(citation: Citation | None = None, source: str = "") -> str:
     """A link that opens a document in the Document tab: at ``citation``'s quote, or at its top."""
     if citation is not None:
-        return (f' <span class="rag-open-doc" role="button" tabindex="0" data-source="{esc(citation.source)}" '
+        return (f'<span class="rag-open-doc" role="button" tabindex="0" data-source="{esc(citation.source)}" '
                 f'data-start="{int(citation.char_start)}" data-end="{int(citation.char_end)}">'
                 f'open the document at this quote</span>')
     return (f'<span class="rag-open-doc" role="button" tabindex="0" data-source="{esc(source)}" '

@@ -198,7 +198,7 @@ footer { display: none !important; }
 .rag-doc-text { white-space: pre-wrap; font-size: 0.92rem; line-height: 1.6; }
 .rag-page-marker { font-size: 0.75rem; text-transform: uppercase; letter-spacing: 0.05em;
   color: var(--body-text-color-subdued); border-top: 1px dashed var(--border-color-primary); padding-top: 0.3rem; }
-.rag-open-doc { margin-left: 0.5rem; font-family: var(--font); font-size: 0.78rem; cursor: pointer;
+.rag-open-doc { display: inline-block; margin-top: 0.2rem; font-family: var(--font); font-size: 0.78rem; cursor: pointer;
   color: var(--color-accent); text-decoration: underline; }
 """
 
