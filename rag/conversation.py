@@ -27,7 +27,7 @@ import numpy as np
 
 from rag.anchoring import STATUS_TEXT, reanchor
 from rag.errors import RagError
-from rag.followup import Rewrite, rewrite
+from rag.followup import Rewrite, pointing_word, rewrite
 from rag.types import Answer, Citation
 
 if TYPE_CHECKING:
@@ -55,8 +55,9 @@ class Conversation:
         last = self.turns[-1] if self.turns else None
         if last is None:
             return rewrite(question)
-        return rewrite(question, last.searched, "" if last.abstained else last.text,
-                       self._similarity(question, last.question))
+        # The similarity matters only to a question with a referring word: embed only then.
+        similarity = self._similarity(question, last.question) if pointing_word(question) else None
+        return rewrite(question, last.searched, "" if last.abstained else last.text, similarity)
 
     def _similarity(self, a: str, b: str) -> float:
         embed = self.assistant.embedder.embed_query

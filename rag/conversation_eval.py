@@ -205,14 +205,16 @@ def report(summary: dict[str, Any]) -> str:
              f"| standalone questions left unchanged | {s['standalone_unchanged']} |",
              f"| standalone: a top-{s['k']} passage holds the evidence | {s['standalone_evidence_at_k']} |",
              "", "Content words of its own a question with a referring word may have and still be rewritten "
-             f"(shipped: {s['own_terms_grid']['shipped']}; best on this split: {s['own_terms_grid']['best']}):", "",
-             "| value | standalone unchanged | follow-ups: evidence in top k |", "|---|---|---|"]
-    lines += [f"| {v} | {r['standalone_unchanged']} | {r['followups_evidence_at_k']} |"
-              for v, r in s["own_terms_grid"]["rates"].items()]
+             f"(shipped: {s['own_terms_grid']['shipped']}; best on this split: {s['own_terms_grid']['best']}):", ""]
+    lines += _grid_table(s["own_terms_grid"]["rates"])
     lines += ["", "Least similarity with the previous question for which a question that points back but names "
               f"more of its own is rewritten (shipped: {s['topic_grid']['shipped']}; best on this split: "
-              f"{s['topic_grid']['best']}):", "",
-              "| value | standalone unchanged | follow-ups: evidence in top k |", "|---|---|---|"]
-    lines += [f"| {v} | {r['standalone_unchanged']} | {r['followups_evidence_at_k']} |"
-              for v, r in s["topic_grid"]["rates"].items()]
+              f"{s['topic_grid']['best']}):", ""]
+    lines += _grid_table(s["topic_grid"]["rates"])
     return "\n".join(lines) + "\n"
+
+
+def _grid_table(rates: dict[str, Any]) -> list[str]:
+    """A setting's grid as Markdown table lines."""
+    return (["| value | standalone unchanged | follow-ups: evidence in top k |", "|---|---|---|"]
+            + [f"| {v} | {r['standalone_unchanged']} | {r['followups_evidence_at_k']} |" for v, r in rates.items()])
