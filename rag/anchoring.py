@@ -37,6 +37,7 @@ class IndexedDocument:
     content_hash: str
     text: str
     page_spans: tuple[tuple[int, int, int], ...]   # (page, start, end)
+    title: str = ""
 
     def page_at(self, offset: int) -> int:
         for page, start, end in self.page_spans:
@@ -46,14 +47,15 @@ class IndexedDocument:
 
     @classmethod
     def from_chunks(cls, source: str, content_hash: str, chunks: list[Chunk],
-                    page_spans: list[list[int]] | None = None) -> "IndexedDocument":
+                    page_spans: list[list[int]] | None = None, title: str = "") -> "IndexedDocument":
         """The document's text put back together from its (overlapping) chunks; characters
         no chunk covers (whitespace between chunks) become spaces."""
         size = max((c.char_end for c in chunks), default=0)
         buf = [" "] * size
         for c in chunks:
             buf[c.char_start:c.char_end] = c.text
-        return cls(source, content_hash, "".join(buf), tuple(tuple(p) for p in (page_spans or [])))  # type: ignore[misc]
+        return cls(source, content_hash, "".join(buf), tuple(tuple(p) for p in (page_spans or [])),  # type: ignore[misc]
+                   title)
 
 
 _LINE_HYPHEN = re.compile(r"(?<=\w)-[ \t]*\n\s*(?=\w)")

@@ -307,7 +307,8 @@ class Assistant:
         if entry is None:
             return None
         chunks = [store.chunks[r] for cid in entry.get("chunk_ids", []) if (r := store.row_of(cid)) is not None]
-        return IndexedDocument.from_chunks(source, entry.get("hash", ""), chunks, entry.get("page_spans"))
+        return IndexedDocument.from_chunks(source, entry.get("hash", ""), chunks, entry.get("page_spans"),
+                                           entry.get("title", source))
 
     def documents(self) -> list[dict[str, object]]:
         """The indexed documents: source, title, pages, chunks."""

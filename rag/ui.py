@@ -316,9 +316,8 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         document = assistant.indexed_document(source)
         if document is None:
             return render.status_html(f"{source} is no longer in the index.", ok=False), gr.Tabs(selected="document")
-        title = next((str(d["title"]) for d in assistant.documents() if d["source"] == source), source)
         quote = (start, end) if 0 <= start < end <= len(document.text) else None
-        html = render.document_html(title, source, document.text, document.page_spans, quote)
+        html = render.document_html(document.title or source, source, document.text, document.page_spans, quote)
         return html, gr.Tabs(selected="document")
 
     def list_documents() -> str:
