@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from rag.loaders import is_supported
+
 pytestmark = pytest.mark.slow
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -326,7 +328,10 @@ def test_uploaded_file_is_indexed_and_cited(session: Session, tmp_path: Path) ->
 def test_bad_upload_shows_a_message_and_keeps_the_index(session: Session, tmp_path: Path) -> None:
     page = session.page
     page.get_by_role("tab", name="Documents").click()
-    rows_before = page.locator("#rag-documents tbody tr").count()
+    # One row per document of the app's folder (the seeds and any earlier upload); waited for,
+    # since the table of a freshly opened page is filled in after the page appears.
+    rows_before = len([p for p in APP_CORPUS["path"].iterdir() if p.is_file() and is_supported(p)])
+    expect(page.locator("#rag-documents tbody tr")).to_have_count(rows_before)
     bad = tmp_path / "empty-notes.md"
     bad.write_text("   \n", encoding="utf-8")
     page.locator("#rag-upload input[type=file]").set_input_files(str(bad))
