@@ -183,6 +183,7 @@ def eval_cmd(
             with Progress(transient=True) as bar:
                 task = bar.add_task("evaluating", total=None)
                 summary = evaluate_followups(split, qa_file, k=k or 5, out_dir=out,
+                                             backend=(backend or ["extractive"])[0],
                                              progress=lambda msg: bar.update(task, description=msg))
             typer.echo(report(summary))
             typer.echo(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}, {out / 'report.md'}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.anchoring import STATUS_TEXT, reanchor
-from rag.errors import RagError
+from rag.condense import Condenser, clean_condensed
+from rag.errors import GenerationError, RagError
 from rag.followup import Rewrite, pointing_word, rewrite
+from rag.prompts import NO_ANSWER
 from rag.types import Answer, Citation
 
 if TYPE_CHECKING:
@@ -50,14 +53,33 @@ class Conversation:
         self.assistant = assistant
         self.turns: list[Answer] = list(turns or [])
 
-    def standalone(self, question: str) -> Rewrite:
-        """What ``question`` would be searched as, after the turns so far."""
+    def standalone(self, question: str, backend: str | None = None) -> Rewrite:
+        """What ``question`` would be searched as, after the turns so far.
+
+        Whether it refers back is decided by the rules of :mod:`rag.followup`.  A question
+        that does is rewritten by those rules with the extractive backend, and by the
+        model with an LLM backend (:mod:`rag.condense`); when the model fails or its reply
+        is not one question, the rule rewrite is used and the reason says so.
+        """
         last = self.turns[-1] if self.turns else None
         if last is None:
             return rewrite(question)
         # The similarity matters only to a question with a referring word: embed only then.
         similarity = self._similarity(question, last.question) if pointing_word(question) else None
-        return rewrite(question, last.searched, "" if last.abstained else last.text, similarity)
+        ruled = rewrite(question, last.searched, "" if last.abstained else last.text, similarity)
+        generator = self.assistant.generator(backend)
+        if not ruled.rewritten or not isinstance(generator, Condenser):
+            return ruled
+        history = [(a.searched, NO_ANSWER if a.abstained else a.text) for a in self.turns]
+        try:
+            condensed = clean_condensed(generator.condense(history, ruled.question))
+        except GenerationError as exc:
+            return replace(ruled, reason=f"{ruled.reason}; the model could not rewrite it ({exc})")
+        if condensed is None:
+            return replace(ruled, reason=f"{ruled.reason}; the model's rewrite was not one question")
+        if condensed.casefold() == ruled.question.casefold():
+            return replace(ruled, reason=f"{ruled.reason}; the model left it as asked")
+        return Rewrite(ruled.question, condensed, f"{ruled.reason}; rewritten by {generator.name}")
 
     def _similarity(self, a: str, b: str) -> float:
         embed = self.assistant.embedder.embed_query
@@ -74,7 +96,7 @@ class Conversation:
 
     def stream(self, question: str, k: int | None = None, backend: str | None = None) -> Iterator[str | Answer]:
         """As :meth:`rag.assistant.Assistant.stream`, in this conversation; the answer is kept."""
-        searched = self.standalone(question).standalone
+        searched = self.standalone(question, backend).standalone
         for item in self.assistant.stream(question, k=k, backend=backend, search_for=searched):
             if isinstance(item, Answer):
                 self.turns.append(item)

@@ -95,7 +95,7 @@ def _setting(name: str, value: float) -> Iterator[None]:
 
 
 def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = COLLECTION, k: int = 5,
-                       out_dir: Path | None = None,
+                       out_dir: Path | None = None, backend: str = "extractive",
                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score the items of ``split``; the summary (also written to ``out_dir``, when given)."""
     from rag.assistant import Assistant
@@ -117,12 +117,12 @@ def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = CO
             raise DatasetError(f"{path}: {item['id']} names corpus {item['corpus']!r}, not in {collection}")
         if item["corpus"] not in assistants:
             index_dir = corpus_index(corpora[item["corpus"]], settings, embedder)
-            assistants[item["corpus"]] = Assistant(index_dir, "extractive", embedder=embedder, settings=settings)
+            assistants[item["corpus"]] = Assistant(index_dir, backend, embedder=embedder, settings=settings)
         assistant = assistants[item["corpus"]]
         conversation = assistant.conversation()
         for turn in item["turns"]:
             conversation.ask(turn, k=k)
-        rewrite = conversation.standalone(item["question"])
+        rewrite = conversation.standalone(item["question"])  # with the backend's model, if it has one
         quotes = [e["quote"] for e in item["evidence"]]
         seen: dict[str, bool] = {}
 
@@ -134,25 +134,27 @@ def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = CO
         grid = {}
         for value in OWN_TERMS_GRID:
             with _setting("MAX_OWN_TERMS", value), _setting("MIN_TOPIC_SIMILARITY", 9.0):
-                other = conversation.standalone(item["question"])
+                other = conversation.standalone(item["question"], "extractive")  # the rules alone
             grid[str(value)] = {"rewritten": other.rewritten, "evidence_at_k": found(other.standalone)}
         topic = {}
         for value in TOPIC_GRID:
             with _setting("MIN_TOPIC_SIMILARITY", value):
-                other = conversation.standalone(item["question"])
+                other = conversation.standalone(item["question"], "extractive")
             topic[str(value)] = {"rewritten": other.rewritten, "evidence_at_k": found(other.standalone)}
 
+        ruled = conversation.standalone(item["question"], "extractive")
         answer = conversation.ask(item["question"], k=k)
         rows.append({
             "id": item["id"], "corpus": item["corpus"], "followup": bool(item["followup"]),
             "style": item.get("style", ""), "question": item["question"], "searched": rewrite.standalone,
             "reason": rewrite.reason, "rewritten": rewrite.rewritten,
             "evidence_at_k": found(rewrite.standalone), "evidence_at_k_as_asked": found(item["question"]),
+            "searched_by_rules": ruled.standalone, "evidence_at_k_rules": found(ruled.standalone),
             "cited": any(covers(c.quote, q) or covers(q, c.quote) for c in answer.citations for q in quotes),
             "grid": grid, "topic": topic,
         })
     summary = summarise_followups(rows, k)
-    summary.update({"split": split, "file": str(path)})
+    summary.update({"split": split, "file": str(path), "backend": backend})
     from rag.followup import MAX_OWN_TERMS, MIN_TOPIC_SIMILARITY
 
     max_terms, grid = choose(rows, "grid", OWN_TERMS_GRID, 0)
@@ -183,6 +185,7 @@ def summarise_followups(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "followups_rewritten": rate(follow, "rewritten"),
         "followups_evidence_at_k": rate(follow, "evidence_at_k"),
         "followups_evidence_at_k_as_asked": rate(follow, "evidence_at_k_as_asked"),
+        "followups_evidence_at_k_rules": rate(follow, "evidence_at_k_rules"),
         "followups_cited": rate(follow, "cited"),
         "standalone": len(alone),
         "standalone_unchanged": None if not alone else round(1 - (rate(alone, "rewritten") or 0.0), 4),
@@ -195,12 +198,14 @@ def report(summary: dict[str, Any]) -> str:
     """The summary as a short Markdown table."""
     s = summary
     lines = [f"# Follow-up questions: {s['split']} split ({s['followups']} follow-ups, "
-             f"{s['standalone']} standalone)", "",
+             f"{s['standalone']} standalone; backend {s.get('backend', 'extractive')})", "",
              "| | rate |", "|---|---|",
              f"| follow-ups rewritten | {s['followups_rewritten']} |",
              f"| follow-ups: a top-{s['k']} passage holds the evidence (rewritten) | {s['followups_evidence_at_k']} |",
              f"| follow-ups: a top-{s['k']} passage holds the evidence (as asked) | "
              f"{s['followups_evidence_at_k_as_asked']} |",
+             f"| follow-ups: a top-{s['k']} passage holds the evidence (rewritten by the rules alone) | "
+             f"{s.get('followups_evidence_at_k_rules')} |",
              f"| follow-ups: the answer cites the evidence | {s['followups_cited']} |",
              f"| standalone questions left unchanged | {s['standalone_unchanged']} |",
              f"| standalone: a top-{s['k']} passage holds the evidence | {s['standalone_evidence_at_k']} |",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from rag.condense import condense_inputs, condense_messages, condense_template
 from rag.config import LLMSettings, PathSettings
 from rag.errors import ConfigError, GenerationError, UnknownBackendError
 from rag.evidence import Candidate
@@ -25,6 +26,9 @@ from rag.prompts import SCAFFOLDING, SYSTEM, evidence_prompt, user_prompt
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
+
+#: Tokens a model may spend rewriting a follow-up (a question is well under 64 tokens).
+CONDENSE_MAX_TOKENS = 64
 
 
 @dataclass
@@ -223,6 +227,33 @@ class LlamaCppGenerator:
                     raise GenerationError(f"the local model timed out: no complete answer within "
                                           f"{self.timeout_s:g}s")
 
+    def condense(self, history: list[tuple[str, str]], question: str) -> str:
+        """The model's rewrite of ``question`` as a standalone question (see :mod:`rag.condense`)."""
+        messages = condense_messages(history, question)
+        try:
+            with self._lock:
+                if self.gemma:
+                    # Gemma has no system role: the rules open the first user turn.
+                    turns, rules = [], str(messages[0].content)
+                    for m in messages[1:]:
+                        role = "model" if m.type == "ai" else "user"
+                        text = str(m.content)
+                        if rules and role == "user":
+                            text, rules = f"{rules}\n\n{text}", ""
+                        turns.append(f"<start_of_turn>{role}\n{text}<end_of_turn>\n")
+                    prompt = "".join(turns) + "<start_of_turn>model\n"
+                    tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+                    out = self.llm.create_completion(tokens, max_tokens=CONDENSE_MAX_TOKENS, temperature=0.0,
+                                                     top_k=1, stop=["<end_of_turn>", "<start_of_turn>", "\n"])
+                    return str(out["choices"][0]["text"])  # type: ignore[index]
+                roles = {"system": "system", "human": "user", "ai": "assistant"}
+                chat = [{"role": roles[m.type], "content": str(m.content)} for m in messages]
+                reply = self.llm.create_chat_completion(chat, max_tokens=CONDENSE_MAX_TOKENS,  # type: ignore[arg-type]
+                                                        temperature=0.0)
+                return str(reply["choices"][0]["message"].get("content") or "")  # type: ignore[index,union-attr]
+        except Exception as exc:  # noqa: BLE001
+            raise GenerationError(f"the local model failed to rewrite the question: {exc}") from exc
+
     def _stream(self, request: GenerationRequest) -> Iterator[str]:
         try:
             tokens, hits = self._fit(request)
@@ -300,6 +331,19 @@ class OpenAIGenerator:
             raise
         except Exception as exc:  # noqa: BLE001 - network, HTTP and timeout errors
             raise GenerationError(f"the OpenAI-compatible endpoint failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def condense(self, history: list[tuple[str, str]], question: str) -> str:
+        """The model's rewrite of ``question`` as a standalone question: LangChain's history-aware
+        pattern, ``prompt | ChatOpenAI | StrOutputParser`` (see :mod:`rag.condense`)."""
+        from langchain_core.output_parsers import StrOutputParser
+
+        chain = condense_template() | self.chat.bind(max_tokens=CONDENSE_MAX_TOKENS,
+                                                     extra_body={"max_tokens": CONDENSE_MAX_TOKENS}) | StrOutputParser()
+        try:
+            return str(chain.invoke(condense_inputs(history, question)))
+        except Exception as exc:  # noqa: BLE001 - network, HTTP and timeout errors
+            raise GenerationError(f"the OpenAI-compatible endpoint failed to rewrite the question: "
+                                  f"{exc.__class__.__name__}: {exc}") from exc
 
 
 Factory = Callable[[LLMSettings, PathSettings], Generator]
