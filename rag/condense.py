@@ -44,6 +44,9 @@ _PREFIX = re.compile(r"^\s*(?:\**\s*)?(?:standalone question|rewritten question|
 class Condenser(Protocol):
     """A backend that can rewrite a follow-up into a standalone question."""
 
+    #: Whether it is asked to (the ``rewrite`` setting); when not, the rules rewrite follow-ups.
+    rewrites: bool
+
     def condense(self, history: list[tuple[str, str]], question: str) -> str:
         """The model's raw reply for ``question`` after ``history`` of (question, answer) turns."""
         ...

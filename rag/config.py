@@ -75,6 +75,12 @@ class LLMSettings(_Section):
         "models that copy long prompts) or 'auto' (evidence for the bundled Gemma, passages otherwise).",
     )
     timeout_s: float = Field(60.0, gt=0, le=600, description="Seconds before an LLM request is abandoned.")
+    rewrite: str = Field(
+        "auto",
+        description="Who rewrites a follow-up question for search with an LLM backend: 'model', 'rules' or "
+        "'auto' (the model, except the bundled Gemma 3 270M, whose rewrites were usable for none of the "
+        "16 follow-ups it was asked on the tune split of eval/followups.jsonl).",
+    )
 
 
 class Settings(BaseSettings):

@@ -58,7 +58,8 @@ class Conversation:
 
         Whether it refers back is decided by the rules of :mod:`rag.followup`.  A question
         that does is rewritten by those rules with the extractive backend, and by the
-        model with an LLM backend (:mod:`rag.condense`); when the model fails or its reply
+        model with an LLM backend that is set to (:mod:`rag.condense`, the ``rewrite``
+        setting); when the model fails or its reply
         is not one question, the rule rewrite is used and the reason says so.
         """
         last = self.turns[-1] if self.turns else None
@@ -68,7 +69,7 @@ class Conversation:
         similarity = self._similarity(question, last.question) if pointing_word(question) else None
         ruled = rewrite(question, last.searched, "" if last.abstained else last.text, similarity)
         generator = self.assistant.generator(backend)
-        if not ruled.rewritten or not isinstance(generator, Condenser):
+        if not ruled.rewritten or not isinstance(generator, Condenser) or not generator.rewrites:
             return ruled
         history = [(a.searched, NO_ANSWER if a.abstained else a.text) for a in self.turns]
         try:

@@ -11,7 +11,7 @@ pytest_plugins = ["tests.llm_fixtures"]
 
 from rag.assistant import Assistant  # noqa: E402
 from rag.condense import CONDENSE_SYSTEM, MAX_TURNS, chat_history, clean_condensed, condense_messages  # noqa: E402
-from rag.errors import GenerationError  # noqa: E402
+from rag.errors import ConfigError, GenerationError  # noqa: E402
 from rag.generators import GenerationRequest, OpenAIGenerator  # noqa: E402
 from rag.guard import MASK  # noqa: E402
 from rag.types import Answer  # noqa: E402
@@ -23,8 +23,9 @@ FOLLOW = "When was it agreed?"
 class Condensing:
     """A backend whose rewrite replies are given by the test; records what it was shown."""
 
-    def __init__(self, reply: str | BaseException, name: str = "condensing") -> None:
+    def __init__(self, reply: str | BaseException, name: str = "condensing", rewrites: bool = True) -> None:
         self.name = name
+        self.rewrites = rewrites
         self.reply = reply
         self.calls: list[tuple[list[tuple[str, str]], str]] = []
 
@@ -109,6 +110,37 @@ def test_standalone_question_never_reaches_the_model(seed_index_dir, cached_embe
     q = "Which rule did the report follow so that no comments are attributed to individuals?"
     assert conversation.standalone(q).standalone == q
     assert model.calls == []
+
+
+def test_backend_set_not_to_rewrite_leaves_follow_ups_to_the_rules(seed_index_dir, cached_embedder) -> None:  # noqa: ANN001
+    model = Condensing("When was NATO's Defence Production Action Plan agreed?", rewrites=False)
+    assistant, turns = _conversation(seed_index_dir, cached_embedder, model)
+    conversation = assistant.conversation()
+    conversation.turns = turns
+    assert conversation.standalone(FOLLOW).standalone == conversation.standalone(FOLLOW, "extractive").standalone
+    assert model.calls == []
+
+
+def test_rewrite_setting_is_checked(closed_port_url: str) -> None:
+    assert OpenAIGenerator("gemma", base_url=closed_port_url).rewrites
+    assert not OpenAIGenerator("gemma", base_url=closed_port_url, rewrite="rules").rewrites
+    with pytest.raises(ConfigError, match="unknown rewrite setting"):
+        OpenAIGenerator("gemma", base_url=closed_port_url, rewrite="sometimes")
+
+
+@pytest.mark.slow
+def test_local_model_rewrite_is_used_or_replaced_by_the_rules(seed_index_dir, cached_embedder,  # noqa: ANN001
+                                                               llama_generator) -> None:  # noqa: ANN001
+    assert llama_generator.rewrites  # a model given by path rewrites follow-ups
+    assistant, turns = _conversation(seed_index_dir, cached_embedder, llama_generator)
+    conversation = assistant.conversation()
+    conversation.turns = turns
+    rewrite = conversation.standalone(FOLLOW)
+    ruled = conversation.standalone(FOLLOW, "extractive")
+    if "rewritten by llama-cpp" in rewrite.reason:
+        assert rewrite.standalone == clean_condensed(rewrite.standalone) and rewrite.standalone != FOLLOW
+    else:  # Gemma 3 270M usually answers instead of rewriting: the rules' rewrite is searched
+        assert rewrite.standalone == ruled.standalone and "the model" in rewrite.reason, rewrite
 
 
 @pytest.mark.slow
