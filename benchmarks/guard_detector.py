@@ -100,7 +100,7 @@ def main() -> int:
     from sklearn.model_selection import GroupKFold
 
     from rag.config import Settings
-    from rag.embeddings import get_embedder
+    from rag.embeddings import embedder_for
 
     from rag.sentences import sentence_spans
 
@@ -113,7 +113,7 @@ def main() -> int:
     attacks = [r for r in test if r["label"] == 1]
     disguised = [disguise(r["text"], n) for n, r in enumerate(attacks)]
     settings = Settings()
-    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+    embedder = embedder_for(settings.embedding)
 
     def embed(texts: list[str]) -> np.ndarray:
         return np.asarray(embedder.embed_documents([normalise(t) for t in texts]))

@@ -6,7 +6,7 @@ For the seeds and synthetic corpora of ~1k and ~10k chunks (each size in its own
 subprocess, so its peak RSS is its own), the full build (``rag.indexing.index_folder``
 into a fresh temp folder, a fresh embedder object, ``show_progress=False``) is timed
 against ``SentenceTransformer.encode`` of the *same chunk texts* with the *same model
-object* (``get_embedder()._model``), batch size and ``normalize_embeddings=True``.
+object* (``get_embedder(backend="sentence-transformers")._model``), batch size and ``normalize_embeddings=True``.
 The two alternate (A B, B A, A B, ...) and medians are compared: the target is
 pipeline/raw >= 0.9.
 
@@ -65,7 +65,7 @@ def child_embed(size: str, pairs: int, raw_sample: int = 0) -> dict:
             corpus = write_corpus(tmp / "corpus", int(size))
             corpus_s = time.perf_counter() - t
         t = time.perf_counter()
-        warm = get_embedder()  # loads the model once (cached by rag.embeddings._load)
+        warm = get_embedder(backend="sentence-transformers")  # loads the model once (cached by rag.embeddings._load)
         load_s = time.perf_counter() - t
         model = warm._model
         model.encode(["warm-up sentence for the benchmark"] * 4, batch_size=warm.batch_size,
@@ -85,7 +85,7 @@ def child_embed(size: str, pairs: int, raw_sample: int = 0) -> dict:
 
         def pipeline(i: int) -> None:
             nonlocal texts, raw_texts, n_chunks, rss_after_pipeline, first_index
-            embedder = get_embedder()  # a fresh embedder object (same cached model)
+            embedder = get_embedder(backend="sentence-transformers")  # a fresh embedder object (same cached model)
             inner = embedder.embed_documents
             spent = [0.0]
 

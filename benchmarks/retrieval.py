@@ -189,7 +189,7 @@ def main() -> None:
     from rag.retrieval import Retriever
     from rag.store import HNSW_THRESHOLD, IndexStore, make_faiss_index
 
-    embedder = get_embedder()
+    embedder = get_embedder(backend="sentence-transformers")
     model = embedder._model
     questions = [q["question"] for q in dev_questions()][: args.max_questions or None]
     reps = 1

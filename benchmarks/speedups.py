@@ -288,7 +288,7 @@ sys.path.insert(0, %r)
 from synth import dev_questions, synthetic_chunks
 from rag.embeddings import get_embedder
 import torch
-m = get_embedder()._model
+m = get_embedder(backend="sentence-transformers")._model
 qs = [q["question"] for q in dev_questions()][:36]
 texts = [c.text for c in synthetic_chunks(64, seed=7)]
 m.encode(qs[:2], normalize_embeddings=True)
@@ -336,7 +336,7 @@ import rag
 from rag.embeddings import _cached_query, get_embedder
 from rag.retrieval import Retriever
 from rag.store import IndexStore
-e = get_embedder()
+e = get_embedder(backend="sentence-transformers")
 r = Retriever(IndexStore.load(sys.argv[2]), e)
 qs = [json.loads(l)["question"] for l in open(sys.argv[3])][:36]
 r.search("warm up", 5)

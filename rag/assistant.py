@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from rag.abstention import Decision, decide
 from rag.citations import SupportChecker, compose
 from rag.config import PathSettings, Settings
-from rag.embeddings import Embedder, get_embedder
+from rag.embeddings import Embedder, embedder_for
 from rag.errors import GenerationError, QuestionError
 from rag.evidence import EvidenceRanker
 from rag.generators import ExtractiveGenerator, GenerationRequest, Generator, get_generator
@@ -64,7 +64,7 @@ class Assistant:
     ) -> None:
         self.settings = settings or Settings()
         self.index_dir = Path(index_dir)
-        self.embedder = embedder or get_embedder(self.settings.embedding.model, self.settings.embedding.batch_size)
+        self.embedder = embedder or embedder_for(self.settings.embedding)
         store = IndexStore.load(self.index_dir, model_id=self.embedder.model_id, dim=self.embedder.dim)
         self.retriever = Retriever(store, self.embedder)
         guard = self.settings.guard_documents
@@ -97,7 +97,7 @@ class Assistant:
         embedder, and rebuilt (with a log message) when it does not match.
         """
         settings = settings or Settings()
-        embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+        embedder = embedder_for(settings.embedding)
         if corpus_dir is not None:
             reason = stale_reason(Path(corpus_dir), settings.paths.index_dir, embedder,
                                   chunk_size=settings.chunking.chunk_size,

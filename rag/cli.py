@@ -60,13 +60,13 @@ def index_cmd(
 ) -> None:
     """Build or update the index of a folder (unchanged files are not re-embedded)."""
     try:
-        from rag.embeddings import get_embedder
+        from rag.embeddings import embedder_for
         from rag.indexing import index_folder
 
         s = _settings(index_dir, folder)
         report = index_folder(
             s.paths.corpus_dir, s.paths.index_dir,
-            get_embedder(s.embedding.model, s.embedding.batch_size),
+            embedder_for(s.embedding),
             chunk_size=chunk_size or s.chunking.chunk_size,
             chunk_overlap=s.chunking.chunk_overlap if chunk_overlap is None else chunk_overlap,
             strict=strict, rebuild=rebuild,

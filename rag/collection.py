@@ -107,10 +107,10 @@ def evaluate_collection(
     """Run one split's questions through the assistant, corpus by corpus, and score them
     overall, per genre and per corpus."""
     from rag.assistant import Assistant
-    from rag.embeddings import get_embedder
+    from rag.embeddings import embedder_for
 
     settings = Settings()
-    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+    embedder = embedder_for(settings.embedding)
     rows: list[dict[str, Any]] = []
     items: list[QAItem] = []
     genre_of: dict[str, str] = {}

@@ -46,6 +46,10 @@ class EmbeddingSettings(_Section):
         description="Embedding model: 'all-MiniLM-L6-v2' (bundled) or a local sentence-transformers folder.",
     )
     batch_size: int = Field(32, ge=1, le=1024, description="Texts embedded per batch.")
+    backend: str = Field(
+        "auto", description="'onnx' (ONNX Runtime, no torch), 'sentence-transformers', or 'auto' (onnx for "
+        "the bundled model, sentence-transformers for a model folder).",
+    )
 
 
 class RetrievalSettings(_Section):

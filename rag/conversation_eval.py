@@ -100,14 +100,14 @@ def evaluate_followups(split: str, path: Path = FOLLOWUPS, collection: Path = CO
     """Score the items of ``split``; the summary (also written to ``out_dir``, when given)."""
     from rag.assistant import Assistant
     from rag.config import Settings
-    from rag.embeddings import get_embedder
+    from rag.embeddings import embedder_for
 
     items = [i for i in load_followups(path) if i["split"] == split]
     if not items:
         raise DatasetError(f"{path} has no items in the {split} split")
     corpora = {c.name: c for c in load_collection(collection)}
     settings = Settings()
-    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+    embedder = embedder_for(settings.embedding)
     assistants: dict[str, Assistant] = {}
     rows = []
     for n, item in enumerate(items, start=1):

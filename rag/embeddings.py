@@ -2,6 +2,8 @@
 
 A new backend is one class with ``model_id``, ``dim``, ``embed_documents`` and
 ``embed_query``; vectors are float32 and L2-normalised, so inner product is cosine.
+Two backends: ONNX Runtime (:mod:`rag.onnx_embedding`, the default for the bundled
+model) and sentence-transformers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from rag.config import EmbeddingSettings
 from rag.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,24 @@ def _load(path: str):  # noqa: ANN202 - SentenceTransformer is imported lazily
         return SentenceTransformer(path, device="cpu")
 
 
-def get_embedder(model: str = DEFAULT_MODEL, batch_size: int = 32) -> SentenceTransformerEmbedder:
-    """The embedder for ``model`` (the bundled MiniLM by default)."""
+#: Embedding backends: ``auto`` is ONNX Runtime for the bundled model (no torch import; about
+#: 1 s to the first vector instead of the ~10 s of importing sentence-transformers, same vectors
+#: to cosine 0.999+) and sentence-transformers for a model given by path, whose pooling may differ.
+BACKENDS = ("auto", "onnx", "sentence-transformers")
+
+
+def get_embedder(model: str = DEFAULT_MODEL, batch_size: int = 32, backend: str = "auto") -> Embedder:
+    """The embedder for ``model`` (the bundled MiniLM by default) on ``backend``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown embedding backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    model_id, _ = resolve_model(model)
+    if backend == "onnx" or (backend == "auto" and model_id == f"sentence-transformers/{DEFAULT_MODEL}"):
+        from rag.onnx_embedding import OnnxEmbedder
+
+        return OnnxEmbedder(model, batch_size=batch_size)
     return SentenceTransformerEmbedder(model, batch_size=batch_size)
+
+
+def embedder_for(settings: EmbeddingSettings) -> Embedder:
+    """The embedder the settings ask for (``RAG_EMBEDDING__MODEL``, ``__BATCH_SIZE``, ``__BACKEND``)."""
+    return get_embedder(settings.model, settings.batch_size, settings.backend)

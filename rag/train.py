@@ -64,12 +64,12 @@ def choose_alpha(split: str = "tune", collection: Path = COLLECTION) -> tuple[fl
     """The dense weight of weighted fusion with the best recall@5 (then MRR@10) on the
     answerable questions of ``split``; and the whole grid."""
     from rag.config import Settings
-    from rag.embeddings import get_embedder
+    from rag.embeddings import embedder_for
     from rag.retrieval import POOL, Retriever, weighted
     from rag.store import IndexStore
 
     settings = Settings()
-    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+    embedder = embedder_for(settings.embedding)
     runs = []
     for corpus in load_collection(collection):
         items = [i for i in corpus.items(split) if i.answerable]
@@ -104,12 +104,12 @@ def collect(split: str = "tune", collection: Path = COLLECTION, progress: bool =
     """Featurise every question of ``split`` with the shipped retriever (fused with ``alpha``),
     plus ``off_topic`` questions per corpus taken from the other corpora (labelled unanswerable)."""
     from rag.config import Settings
-    from rag.embeddings import get_embedder
+    from rag.embeddings import embedder_for
     from rag.retrieval import Retriever
     from rag.store import IndexStore
 
     settings = Settings()
-    embedder = get_embedder(settings.embedding.model, settings.embedding.batch_size)
+    embedder = embedder_for(settings.embedding)
     ranker = EvidenceRanker(embedder)
     out: list[Example] = []
     corpora = [c for c in load_collection(collection) if c.items(split)]
@@ -311,12 +311,12 @@ def support_measurement(examples: list[Example], threshold: float | None = None)
     """
     from rag.citations import SUPPORT_THRESHOLD, SupportChecker
     from rag.config import Settings
-    from rag.embeddings import get_embedder
+    from rag.embeddings import embedder_for
     from rag.evidence import SentenceEmbeddings
     from rag.types import Chunk, Hit
 
     settings = Settings()
-    checker = SupportChecker(SentenceEmbeddings(get_embedder(settings.embedding.model, settings.embedding.batch_size)))
+    checker = SupportChecker(SentenceEmbeddings(embedder_for(settings.embedding)))
     threshold = SUPPORT_THRESHOLD if threshold is None else threshold
     own: list[float] = []
     other: list[float] = []
