@@ -69,6 +69,7 @@ class Assistant:
         self.retriever = Retriever(store, self.embedder)
         guard = self.settings.guard_documents
         self.ranker = EvidenceRanker(self.embedder, guard=guard)
+        self.ranker.embed.use(store.sentences)
         self.checker = SupportChecker(self.ranker.embed, guard=guard)
         self._generators: dict[str, Generator] = {}
         self._extractive = ExtractiveGenerator()
@@ -264,6 +265,7 @@ class Assistant:
         """Serve from the index on disk now (after another process rebuilt it)."""
         store = IndexStore.load(self.index_dir, model_id=self.embedder.model_id, dim=self.embedder.dim)
         self.retriever.swap(store)
+        self.ranker.embed.use(store.sentences)
 
     def index(self, folder: str | Path, *, strict: bool = False, show_progress: bool | None = False) -> IndexReport:
         """Update this assistant's index from ``folder`` and serve the result atomically."""

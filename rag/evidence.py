@@ -26,6 +26,7 @@ from rag.guard import is_instruction
 from rag.learned import LogisticModel, load_models
 from rag.lexical import stem_spans, tokenize
 from rag.sentences import sentence_spans
+from rag.store import SentenceVectors
 from rag.types import Hit
 
 # Words that say what kind of answer is wanted but name nothing in the documents
@@ -78,28 +79,46 @@ class Candidate:
 
 
 class SentenceEmbeddings:
-    """Embeds sentences with a bounded cache (passages recur across questions)."""
+    """Vectors of sentences: the index's stored ones, else embedded into a bounded cache.
+
+    The sentences of indexed passages are looked up in the index's
+    :class:`~rag.store.SentenceVectors` (see :meth:`use`), so answering embeds only the
+    question; other text (an LLM's answer sentences) is embedded once and cached.
+    """
 
     def __init__(self, embedder: Embedder, size: int = 20000) -> None:
         self.embedder = embedder
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()  # sessions of the UI share one cache
+        self._stored: SentenceVectors | None = None
+
+    def use(self, stored: SentenceVectors | None) -> None:
+        """Look sentences up in ``stored`` (an index's sentence vectors) before embedding them."""
+        self._stored = stored
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             return self._embed(texts)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        rest: list[int] = []
+        stored = self._stored
+        for i, t in enumerate(texts):
+            vector = stored.get(t) if stored is not None else None
+            if vector is None:
+                rest.append(i)
+            else:
+                out[i] = vector
+        missing = list(dict.fromkeys(texts[i] for i in rest if texts[i] not in self._cache))
         if missing:
             vectors = self.embedder.embed_documents(missing)
             for t, v in zip(missing, vectors):
                 self._cache[t] = v
-        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            self._cache.move_to_end(t)
-            out[i] = self._cache[t]
+        for i in rest:
+            self._cache.move_to_end(texts[i])
+            out[i] = self._cache[texts[i]]
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
         return out

@@ -27,7 +27,7 @@ from rag.chunking import chunk_document
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, LoaderError, RagError
 from rag.loaders import CATALOG_NAME, content_hash, is_supported, load_document, read_catalog
-from rag.store import FORMAT_VERSION, IndexStore
+from rag.store import FORMAT_VERSION, IndexStore, SentenceVectors, sentence_texts
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class IndexReport:
     skipped: dict[str, str] = field(default_factory=dict)
     chunks: int = 0
     embedded: int = 0
+    sentences_embedded: int = 0
     seconds: float = 0.0
     rebuilt_reason: str = ""
 
@@ -81,7 +82,8 @@ class IndexReport:
         lines = [
             f"files: {len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
             f"{len(self.unchanged)} unchanged, {len(self.skipped)} skipped",
-            f"chunks: {self.chunks} in the index, {self.embedded} embedded in {self.seconds:.1f}s",
+            f"chunks: {self.chunks} in the index, {self.embedded} embedded "
+            f"(and {self.sentences_embedded} new sentences) in {self.seconds:.1f}s",
         ]
         lines += [f"skipped {name}: {reason}" for name, reason in sorted(self.skipped.items())]
         return "\n".join(lines)
@@ -242,10 +244,30 @@ def index_folder(
     }
     if (old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]
             or old.manifest.get("source_dir") != manifest["source_dir"]):
-        IndexStore.build(chunks, vectors, manifest).save(index_dir)
+        sentences, report.sentences_embedded = _sentence_vectors(chunks, old, embedder, progress)
+        IndexStore.build(chunks, vectors, manifest, sentences).save(index_dir)
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _sentence_vectors(chunks: list[Chunk], old: IndexStore | None, embedder: Embedder,
+                      progress: bool) -> tuple[SentenceVectors, int]:
+    """Vectors of every sentence of ``chunks`` (the old index's where it has them, the rest
+    embedded), and how many were embedded."""
+    texts = sentence_texts(chunks)
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    todo = []
+    for n, text in enumerate(texts):
+        vector = old.sentences.get(text) if old is not None and old.sentences is not None else None
+        if vector is None:
+            todo.append(n)
+        else:
+            out[n] = vector
+    if todo:
+        out[todo] = embedder.embed_documents([texts[n] for n in todo],  # type: ignore[call-arg]
+                                             show_progress=progress)
+    return SentenceVectors.from_texts(texts, out), len(todo)
 
 
 def _reusable(index_dir: Path, embedder: Embedder, chunking: dict[str, Any]) -> tuple[IndexStore | None, str]:

@@ -174,7 +174,12 @@ class OnnxEmbedder:
         # Texts of similar length share a batch, so little of each batch is padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
+        starts = range(0, len(order), self.batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        for start in starts:
             rows = order[start:start + self.batch_size]
             out[rows] = self._encode([texts[i] for i in rows])
         return np.ascontiguousarray(out)

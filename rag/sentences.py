@@ -51,6 +51,11 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return out
 
 
+def chunk_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` as strings (what the index stores a vector for)."""
+    return [text[s:e] for s, e in sentence_spans(text)]
+
+
 def _split_paragraph(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     pos = start
     cuts = [(m.end(), m) for m in _END.finditer(text, start, end)]

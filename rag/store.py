@@ -6,6 +6,8 @@ Layout of an index folder::
     vectors.faiss   faiss.write_index of the dense index (inner product on unit vectors)
     chunks.jsonl    one Chunk per line, in FAISS row order
     bm25/           LexicalIndex arrays (.npy, allow_pickle=False) and JSON
+    sentences/      the vector of every sentence of the chunks (keys.npy, vectors.npy),
+                    so answering never embeds document text at question time
 
 Saving is atomic: everything is written and fsynced into a sibling temp folder,
 which then replaces the old one by rename.  A crash at any point leaves the old
@@ -15,6 +17,7 @@ index (or, in the instant between the two renames, its ``.old`` copy, which
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,11 +33,13 @@ import numpy as np
 
 from rag.errors import IndexMismatchError, IndexNotFoundError
 from rag.lexical import TOKENIZER, LexicalIndex
+from rag.sentences import chunk_sentences
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: 2: sentence vectors stored beside the chunk vectors.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 #: Above this many vectors an HNSW graph replaces exact search (see benchmarks/).
 HNSW_THRESHOLD = 50_000
@@ -61,6 +66,57 @@ def make_faiss_index(vectors: np.ndarray, dim: int, kind: str | None = None) -> 
     return index
 
 
+class SentenceVectors:
+    """The vector of every sentence of an index's chunks, looked up by the sentence's text.
+
+    Keys are 64-bit BLAKE2b digests of the text (a collision among a million sentences
+    has odds of about 1 in 10^7); vectors are kept as float16, which moves a cosine by
+    less than 1e-4 and halves the file.
+    """
+
+    def __init__(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} sentence keys but {len(vectors)} vectors")
+        self.keys = np.asarray(keys, dtype=np.uint64)
+        self.vectors = np.asarray(vectors, dtype=np.float16)
+        self._row = {k: i for i, k in enumerate(self.keys.tolist())}
+
+    @staticmethod
+    def key(text: str) -> int:
+        return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+    @classmethod
+    def empty(cls, dim: int) -> "SentenceVectors":
+        return cls(np.zeros(0, dtype=np.uint64), np.zeros((0, dim), dtype=np.float16))
+
+    @classmethod
+    def from_texts(cls, texts: list[str], vectors: np.ndarray) -> "SentenceVectors":
+        return cls(np.array([cls.key(t) for t in texts], dtype=np.uint64), vectors)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def get(self, text: str) -> np.ndarray | None:
+        """The stored vector of ``text`` (float32), or None."""
+        row = self._row.get(self.key(text))
+        return None if row is None else self.vectors[row].astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "keys.npy", self.keys, allow_pickle=False)
+        np.save(folder / "vectors.npy", self.vectors, allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> "SentenceVectors":
+        return cls(np.load(folder / "keys.npy", allow_pickle=False),
+                   np.load(folder / "vectors.npy", allow_pickle=False))
+
+
+def sentence_texts(chunks: list[Chunk]) -> list[str]:
+    """The distinct sentences of ``chunks``, in order of first appearance."""
+    return list(dict.fromkeys(s for c in chunks for s in chunk_sentences(c.text)))
+
+
 @dataclass
 class IndexStore:
     """Chunks, their vectors and the BM25 index, with the manifest that describes them."""
@@ -69,8 +125,11 @@ class IndexStore:
     dense: faiss.Index
     lexical: LexicalIndex
     manifest: dict[str, Any] = field(default_factory=dict)
+    sentences: SentenceVectors | None = None
 
     def __post_init__(self) -> None:
+        if self.sentences is None:
+            self.sentences = SentenceVectors.empty(self.dim)
         if self.dense.ntotal != len(self.chunks) or self.lexical.size != len(self.chunks):
             raise ValueError(
                 f"index parts disagree: {len(self.chunks)} chunks, {self.dense.ntotal} vectors, "
@@ -79,7 +138,9 @@ class IndexStore:
         self._row = {c.id: i for i, c in enumerate(self.chunks)}
 
     @classmethod
-    def build(cls, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any]) -> "IndexStore":
+    def build(cls, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any],
+              sentences: SentenceVectors | None = None) -> "IndexStore":
+        """A store over ``chunks`` and their ``vectors`` (and their sentences' vectors, when given)."""
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         dim = int(manifest["embedder"]["dim"])
@@ -89,7 +150,7 @@ class IndexStore:
         manifest = dict(manifest)
         manifest["tokenizer"] = TOKENIZER
         manifest["index_type"] = "hnsw" if isinstance(dense, faiss.IndexHNSWFlat) else "flat"
-        return cls(chunks, dense, LexicalIndex.build([c.text for c in chunks]), manifest)
+        return cls(chunks, dense, LexicalIndex.build([c.text for c in chunks]), manifest, sentences)
 
     @property
     def dim(self) -> int:
@@ -118,9 +179,12 @@ class IndexStore:
                 for chunk in self.chunks:
                     fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
             self.lexical.save(tmp / "bm25")
+            assert self.sentences is not None
+            self.sentences.save(tmp / "sentences")
             manifest = dict(self.manifest, format_version=FORMAT_VERSION)
             manifest.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            manifest["counts"] = {**manifest.get("counts", {}), "chunks": len(self.chunks)}
+            manifest["counts"] = {**manifest.get("counts", {}), "chunks": len(self.chunks),
+                                  "sentences": len(self.sentences)}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
             _fsync_tree(tmp)
             _swap(tmp, index_dir)
@@ -148,7 +212,10 @@ class IndexStore:
                 with open(source / "chunks.jsonl", encoding="utf-8") as fh:
                     chunks = [Chunk.from_dict(json.loads(line)) for line in fh if line.strip()]
                 lexical = LexicalIndex.load(source / "bm25")
-                return cls(chunks, dense, lexical, manifest)
+                sentences = SentenceVectors.load(source / "sentences")
+                if sentences.vectors.shape[1:] != (dense.d,):
+                    raise ValueError(f"sentence vectors of shape {sentences.vectors.shape}, index dim {dense.d}")
+                return cls(chunks, dense, lexical, manifest, sentences)
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
                 if source != index_dir and attempt < 2:
                     continue  # the save we read from finished meanwhile: read the new index

@@ -120,6 +120,7 @@ def collect(split: str = "tune", collection: Path = COLLECTION, progress: bool =
         items += [(i, f"{corpus.name}/off-topic", False) for i in (others[::step][:off_topic] if step else [])]
         store = IndexStore.load(corpus_index(corpus, settings, embedder), model_id=embedder.model_id, dim=embedder.dim)
         retriever = Retriever(store, embedder, alpha=alpha)
+        ranker.embed.use(store.sentences)  # the sentence vectors answering uses
         for n, (item, group, answerable) in enumerate(items, start=1):
             if progress:
                 print(f"\r{corpus.name}: {n}/{len(items)}", end="", file=sys.stderr)

@@ -390,3 +390,38 @@ def test_cli_answers_a_good_question(seed_index_dir: Path) -> None:
     data = json.loads(proc.stdout)
     assert data["abstained"] is False and "Chatham House" in data["text"]
     assert re.search(r"\[1\]$", data["text"])
+
+
+class _CountingEmbedder:
+    """The real embedder, recording what it is asked to embed."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner, self.model_id, self.dim = inner, inner.model_id, inner.dim
+        self.documents: list[str] = []
+        self.queries: list[str] = []
+
+    def embed_documents(self, texts: list[str], show_progress: bool = False):  # noqa: ANN201
+        self.documents += texts
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str):  # noqa: ANN201
+        self.queries.append(text)
+        return self.inner.embed_query(text)
+
+
+def test_answering_embeds_the_question_and_no_document_text(seed_index, embedder) -> None:  # noqa: ANN001
+    """The sentences of retrieved passages are looked up in the index, not embedded."""
+    from rag.assistant import Assistant
+
+    questions = ["Which rule did the report follow so that no comments are attributed to individuals?",
+                 "What share of GDP do NATO allies pledge to spend on defence?"]
+    counting = _CountingEmbedder(embedder)
+    assistant = Assistant(seed_index[1], "extractive", embedder=counting)
+    for question in questions:
+        assert assistant.ask(question).citations
+    assert counting.documents == []
+    assert set(counting.queries) == set(questions)
+    # Without the stored vectors the same answers embed the passages' sentences.
+    assistant.ranker.embed.use(None)
+    assistant.ask(questions[0])
+    assert len(counting.documents) > 5

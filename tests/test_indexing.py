@@ -20,6 +20,7 @@ import pytest
 
 from rag.indexing import IndexingError, index_folder, stale_reason
 from rag.retrieval import Retriever
+from rag.sentences import sentence_spans
 from rag.store import MANIFEST, IndexStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +237,8 @@ def test_kill_during_save_leaves_old_index_and_stale_temp_is_cleared(tmp_path: P
     assert not tmp_dir.exists()
     assert not list(tmp_path.glob(".index.*"))
     assert report.added == ["c.txt"] and sorted(report.unchanged) == ["a.txt", "b.txt"]
-    assert embedder.calls - calls == report.embedded == len(IndexStore.load(index_dir).manifest["files"]["c.txt"]["chunk_ids"])
+    assert report.embedded == len(IndexStore.load(index_dir).manifest["files"]["c.txt"]["chunk_ids"])
+    assert embedder.calls - calls == report.embedded + report.sentences_embedded
     assert _search(index_dir, embedder, QUERY)[0][0] == expected[0][0]
 
 
@@ -278,8 +280,17 @@ def test_incremental_update_embeds_only_changed_and_added(tmp_path: Path, embedd
     recut = [store.chunks[store.row_of(c)].text for name in ("change.txt", "new.txt") for c in files[name]["chunk_ids"]]
     # Chunks of the changed file that kept their text keep their vectors: only new text is embedded.
     new_text = [t for t in recut if t not in {c.text for c in old.chunks}]
-    assert embedded == report.embedded == len(new_text) < len(recut)
-    assert embedded < len(store.chunks)  # keep.txt was not re-embedded
+    assert report.embedded == len(new_text) < len(recut)
+    assert report.embedded < len(store.chunks)  # keep.txt was not re-embedded
+    # Sentence vectors too: only sentences the old index did not hold are embedded.
+    def sentences(chunks):  # noqa: ANN001, ANN202
+        return {c.text[a:b] for c in chunks for a, b in sentence_spans(c.text)}
+    new_sentences = sentences(store.chunks) - sentences(old.chunks)
+    assert 0 < report.sentences_embedded == len(new_sentences) < len(sentences(store.chunks))
+    assert embedded == report.embedded + report.sentences_embedded
+    assert len(store.sentences) == len(sentences(store.chunks))
+    for text in sentences(old.chunks) & sentences(store.chunks):
+        assert np.array_equal(store.sentences.get(text), old.sentences.get(text))
     assert files["keep.txt"]["chunk_ids"] == keep_ids
     assert np.array_equal(store.vectors([store.row_of(c) for c in keep_ids]), keep_vectors)
     assert {c.source for c in store.chunks} == {"keep.txt", "change.txt", "new.txt"}
@@ -314,7 +325,8 @@ def test_changed_chunking_rechunks_everything(tmp_path: Path, embedder) -> None:
     after = IndexStore.load(index_dir)
     assert after.manifest["chunking"]["chunk_size"] == 500 and after.manifest["chunking"]["chunk_overlap"] == 50
     # Only chunk text the old index did not hold is embedded.
-    assert embedder.calls - calls == report.embedded == len({c.text for c in after.chunks} - before) > 0
+    assert report.embedded == len({c.text for c in after.chunks} - before) > 0
+    assert embedder.calls - calls == report.embedded + report.sentences_embedded
     assert stale_reason(folder, index_dir, embedder, chunk_size=500, chunk_overlap=50) is None
 
 
@@ -345,7 +357,8 @@ def test_index_cut_by_other_code_is_rechunked_reusing_unchanged_vectors(tmp_path
     report = index_folder(folder, index_dir, embedder, chunk_size=300, chunk_overlap=50, show_progress=False)
     assert "another version" in report.rebuilt_reason
     assert sorted(report.updated) == ["a.txt", "b.txt"] and not report.unchanged
-    assert embedder.calls - calls == report.embedded == 1  # only the chunk whose text differed
+    # Only the chunk whose text differed; its sentences' vectors are still in the old index.
+    assert embedder.calls - calls == report.embedded == 1 and report.sentences_embedded == 0
     again = IndexStore.load(index_dir)
     assert [c.text for c in again.chunks] == [c.text for c in fresh.chunks]
     rows = list(range(len(fresh.chunks)))

@@ -12,6 +12,7 @@ import pytest
 
 from rag.errors import IndexMismatchError, IndexNotFoundError
 from rag.retrieval import Retriever
+from rag.sentences import sentence_spans
 from rag.store import FORMAT_VERSION, MANIFEST, IndexStore, recover
 
 QUERIES = [
@@ -39,7 +40,8 @@ def _copy_index(src: Path, dst: Path) -> Path:
 
 def test_save_load_gives_identical_results(tmp_path: Path, seed_store: IndexStore, embedder) -> None:
     rows = list(range(len(seed_store.chunks)))
-    built = IndexStore.build(list(seed_store.chunks), seed_store.vectors(rows), seed_store.manifest)
+    built = IndexStore.build(list(seed_store.chunks), seed_store.vectors(rows), seed_store.manifest,
+                             seed_store.sentences)
     before = _results(Retriever(built, embedder))
     assert all(before.values())
     # The three modes really rank differently, so each is checked on its own.
@@ -47,22 +49,44 @@ def test_save_load_gives_identical_results(tmp_path: Path, seed_store: IndexStor
 
     built.save(tmp_path / "index")
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == [
-        "bm25", "chunks.jsonl", MANIFEST, "vectors.faiss"
+        "bm25", "chunks.jsonl", MANIFEST, "sentences", "vectors.faiss"
     ]
     loaded = IndexStore.load(tmp_path / "index", model_id=embedder.model_id, dim=embedder.dim)
     assert loaded.chunks == built.chunks
     assert np.array_equal(loaded.vectors(rows), built.vectors(rows))
+    assert len(loaded.sentences) > 100
+    assert np.array_equal(loaded.sentences.keys, seed_store.sentences.keys)
+    assert np.array_equal(loaded.sentences.vectors, seed_store.sentences.vectors)
     assert _results(Retriever(loaded, embedder)) == before
 
 
 def test_saved_files_are_not_pickles(seed_index) -> None:
     _, index_dir, _ = seed_index
-    for npy in (index_dir / "bm25").glob("*.npy"):
+    npys = list((index_dir / "bm25").glob("*.npy")) + list((index_dir / "sentences").glob("*.npy"))
+    assert len(npys) >= 5
+    for npy in npys:
         np.load(npy, allow_pickle=False)  # raises if an object array had been pickled
     for line in (index_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines():
         assert set(json.loads(line)) == {
             "id", "doc_id", "source", "title", "text", "char_start", "char_end", "page_start", "page_end"
         }
+
+
+def test_every_sentence_of_the_chunks_has_its_vector_stored(seed_store: IndexStore, embedder) -> None:
+    """The index holds the vector of every sentence of its chunks, as the embedder gives it now."""
+    texts = list(dict.fromkeys(c.text[a:b] for c in seed_store.chunks for a, b in sentence_spans(c.text)))
+    assert len(texts) > 100 and len(seed_store.sentences) == len(texts)
+    stored = np.vstack([seed_store.sentences.get(t) for t in texts])
+    fresh = embedder.embed_documents(texts)
+    assert (np.sum(stored * fresh, axis=1) >= 0.999).all()
+    assert seed_store.sentences.get("A sentence that is in no seed document.") is None
+
+
+def test_missing_sentence_vectors_are_a_damaged_index(tmp_path: Path, seed_index, embedder) -> None:
+    index_dir = _copy_index(seed_index[1], tmp_path / "index")
+    (index_dir / "sentences" / "vectors.npy").unlink()
+    with pytest.raises(IndexMismatchError, match="damaged.*rag index"):
+        IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
 
 
 def _edit_manifest(index_dir: Path, edit) -> None:
