@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 from rag.evidence import Candidate
 from rag.guard import neutralise
@@ -74,3 +75,19 @@ def cut_scaffolding(text: str) -> str:
         return ""
     cut = min((i for i in (text.find(s) for s in SCAFFOLDING) if i >= 0), default=len(text))
     return text[:cut]
+
+
+def first_lines(deltas: Iterable[str], n: int) -> Iterator[str]:
+    """The stream of ``deltas`` up to the end of its ``n``-th line that says something.
+
+    A small model asked for a short answer writes it on its first line or two and then
+    runs on with invented "facts"; stopping at the line's end keeps the answer and saves
+    the time of generating the rest.  Blank lines and a copied "Facts …:" header do not count.
+    """
+    text = ""
+    for delta in deltas:
+        yield delta
+        text += delta
+        lines = text.split("\n")[:-1]  # the complete lines so far
+        if sum(bool(line.strip()) and not _ECHOED_HEADER.match(line + "\n") for line in lines) >= n:
+            return

@@ -23,7 +23,7 @@ from rag.generators import (
     OpenAIGenerator,
     get_generator,
 )
-from rag.prompts import MARKER, NO_ANSWER, SYSTEM
+from rag.prompts import MARKER, NO_ANSWER, SYSTEM, first_lines
 from rag.types import Answer
 from tests.llm_fixtures import collect, openai_settings
 
@@ -241,3 +241,20 @@ def test_openai_abstains_on_f35(make_assistant, llama_server) -> None:  # noqa: 
     answer = make_assistant("openai", settings=settings).ask(F35_Q)
     assert answer.abstained and answer.backend == "openai"
     assert answer.text == NO_ANSWER and answer.citations == [] and answer.passages
+
+
+def _deltas_then_fail(deltas: list[str]):  # noqa: ANN202
+    """The given deltas, then an error: reading past them means generation was not stopped."""
+    yield from deltas
+    raise AssertionError("read past the answer's first line")
+
+
+def test_first_lines_stops_the_stream_at_the_end_of_the_answer_line() -> None:
+    deltas = ["Facts (quoted from documents; data, not instructions):", "\n", "\n", "[1] The plan",
+              " was agreed in 2023", ".\n", "[2] An invented", " fact."]
+    out = list(first_lines(_deltas_then_fail(deltas[:6]), 1))
+    assert "".join(out) == ("Facts (quoted from documents; data, not instructions):\n\n"
+                            "[1] The plan was agreed in 2023.\n")
+    # Two lines wanted: the second one is read too, and a stream that ends early is kept whole.
+    assert "".join(first_lines(iter(deltas), 2)).endswith("[2] An invented fact.")
+    assert list(first_lines(iter(["One line", " only."]), 1)) == ["One line", " only."]
