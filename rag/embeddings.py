@@ -128,7 +128,7 @@ def _load(path: str):  # noqa: ANN202 - SentenceTransformer is imported lazily
 #: Embedding backends: ``auto`` is ONNX Runtime for the bundled model (no torch import; about
 #: 1 s to the first vector instead of the ~10 s of importing sentence-transformers, same vectors
 #: to cosine 0.999+) and sentence-transformers for a model given by path, whose pooling may differ.
-BACKENDS = ("auto", "onnx", "sentence-transformers")
+BACKENDS = ("auto", "onnx", "onnx-int8", "sentence-transformers")
 
 
 def get_embedder(model: str = DEFAULT_MODEL, batch_size: int = 32, backend: str = "auto") -> Embedder:
@@ -136,10 +136,10 @@ def get_embedder(model: str = DEFAULT_MODEL, batch_size: int = 32, backend: str 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown embedding backend '{backend}'; use one of {', '.join(BACKENDS)}")
     model_id, _ = resolve_model(model)
-    if backend == "onnx" or (backend == "auto" and model_id == f"sentence-transformers/{DEFAULT_MODEL}"):
+    if backend in ("onnx", "onnx-int8") or (backend == "auto" and model_id == f"sentence-transformers/{DEFAULT_MODEL}"):
         from rag.onnx_embedding import OnnxEmbedder
 
-        return OnnxEmbedder(model, batch_size=batch_size)
+        return OnnxEmbedder(model, batch_size=batch_size, quantize=backend == "onnx-int8")
     return SentenceTransformerEmbedder(model, batch_size=batch_size)
 
 
