@@ -432,7 +432,7 @@ def main() -> None:
     t_start = time.perf_counter()
     from rag.embeddings import get_embedder
 
-    embedder = get_embedder()
+    embedder = get_embedder(backend="sentence-transformers")  # the PyTorch model this study varies
     model = embedder._model
     questions = [q["question"] for q in dev_questions()]
     pairs = 1 if quick else 2
