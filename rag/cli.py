@@ -57,13 +57,23 @@ def index_cmd(
     chunk_size: Annotated[Optional[int], typer.Option(help="Largest chunk in characters.")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in characters.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide progress bars.")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Parse and embed with Ray Data on a local Ray runtime "
+                                      "(needs the 'scale' extra).")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="Parse and embed on this running Ray cluster (host:6379 or ray://host:10001).")] = None,
 ) -> None:
     """Build or update the index of a folder (unchanged files are not re-embedded)."""
+    workers = None
     try:
         from rag.embeddings import embedder_for
         from rag.indexing import index_folder
 
         s = _settings(index_dir, folder)
+        if ray or ray_address:
+            from rag.ray_indexing import RayWorkers
+
+            workers = RayWorkers(s.embedding.model, s.embedding.batch_size, s.embedding.backend,
+                                 address=ray_address)
         report = index_folder(
             s.paths.corpus_dir, s.paths.index_dir,
             embedder_for(s.embedding),
@@ -71,9 +81,13 @@ def index_cmd(
             chunk_overlap=s.chunking.chunk_overlap if chunk_overlap is None else chunk_overlap,
             strict=strict, rebuild=rebuild,
             show_progress=False if no_progress else (None if s.show_progress else False),
+            workers=workers,
         )
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)
+    finally:
+        if workers is not None:
+            workers.close()
     if report.rebuilt_reason:
         typer.echo(f"every file re-read and re-chunked: {report.rebuilt_reason}", err=True)
     typer.echo(report.summary())

@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -136,6 +136,62 @@ def corpus_hashes(folder: Path) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class ParseJob:
+    """One file to read into chunks: its name in the index, its bytes and its folder's catalog."""
+
+    rel: str
+    data: bytes
+    catalog: dict[str, dict[str, str]]
+
+
+def parse_file(job: ParseJob, chunk_size: int, chunk_overlap: int) -> dict[str, Any]:
+    """``job``'s file loaded and chunked: ``{"entry": manifest entry, "chunks": [chunk dicts]}``,
+    or ``{"error": why it is skipped}``.  Plain data, so it can come back from another process."""
+    try:
+        doc = load_document(Path(job.rel), source=job.rel, catalog=job.catalog, data=job.data)
+    except LoaderError as exc:
+        return {"error": exc.reason}
+    chunks = chunk_document(doc, chunk_size, chunk_overlap)
+    return {
+        "entry": {
+            "hash": doc.content_hash, "doc_id": doc.id, "title": doc.title, "pages": len(doc.pages),
+            "chars": len(doc.text), "chunk_ids": [c.id for c in chunks], "metadata": doc.metadata,
+            "page_spans": [[p.page, p.start, p.end] for p in doc.pages],
+        },
+        "chunks": [c.to_dict() for c in chunks],
+    }
+
+
+class Workers(Protocol):
+    """Where an index build parses files and embeds texts: this process by default, or a
+    cluster (:class:`rag.ray_indexing.RayWorkers`).  A new engine is one class."""
+
+    def parse(self, jobs: list[ParseJob], chunk_size: int, chunk_overlap: int,
+              progress: bool) -> list[dict[str, Any]]:
+        """:func:`parse_file` of every job, in the jobs' order."""
+        ...
+
+    def embed(self, texts: list[str], progress: bool) -> np.ndarray:
+        """Vectors of ``texts`` (rows in order), as the index's embedder makes them."""
+        ...
+
+
+class LocalWorkers:
+    """Parse and embed in this process."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def parse(self, jobs: list[ParseJob], chunk_size: int, chunk_overlap: int,
+              progress: bool) -> list[dict[str, Any]]:
+        return [parse_file(job, chunk_size, chunk_overlap)
+                for job in tqdm(jobs, desc="reading", unit="file", disable=not progress or not jobs)]
+
+    def embed(self, texts: list[str], progress: bool) -> np.ndarray:
+        return self.embedder.embed_documents(texts, show_progress=progress)  # type: ignore[call-arg]
+
+
 def index_folder(
     folder: str | Path,
     index_dir: str | Path,
@@ -146,8 +202,14 @@ def index_folder(
     strict: bool = False,
     show_progress: bool | None = None,
     rebuild: bool = False,
+    workers: Workers | None = None,
 ) -> IndexReport:
-    """Build or update the index at ``index_dir`` from the documents in ``folder``."""
+    """Build or update the index at ``index_dir`` from the documents in ``folder``.
+
+    ``workers`` parse the changed files and embed the new texts (default: this process);
+    everything else, and the atomic write, happens here.
+    """
+    workers = workers or LocalWorkers(embedder)
     t0 = time.perf_counter()
     folder, index_dir = Path(folder), Path(index_dir)
     progress = progress_enabled(show_progress)
@@ -166,10 +228,12 @@ def index_folder(
     fresh: list[Chunk] = []
     file_entries: dict[str, Any] = {}
     seen_hashes: dict[str, str] = {}
+    seen_hashes_inv: dict[str, str] = {}
     skipped_hashes: dict[str, dict[str, str]] = {}
     catalogs: dict[Path, dict[str, dict[str, str]]] = {}
 
-    for rel, path in tqdm(files.items(), desc="reading", unit="file", disable=not progress):
+    jobs: list[ParseJob] = []
+    for rel, path in tqdm(files.items(), desc="hashing", unit="file", disable=not progress):
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -181,6 +245,7 @@ def index_folder(
             skipped_hashes[rel] = {"hash": digest, "reason": report.skipped[rel]}
             continue
         seen_hashes[digest] = rel
+        seen_hashes_inv[rel] = digest
         prev = old_files.get(rel)
         if old is not None and not report.rebuilt_reason and prev and prev.get("hash") == digest:
             rows = [r for cid in prev["chunk_ids"] if (r := old.row_of(cid)) is not None]
@@ -189,23 +254,17 @@ def index_folder(
                 file_entries[rel] = prev
                 report.unchanged.append(rel)
                 continue
-        try:
-            catalog = catalogs.setdefault(path.parent, read_catalog(path.parent))
-            doc = load_document(path, source=rel, catalog=catalog)
-        except LoaderError as exc:
-            report.skipped[rel] = exc.reason
-            skipped_hashes[rel] = {"hash": digest, "reason": exc.reason}
+        catalog = catalogs.setdefault(path.parent, read_catalog(path.parent))
+        # The file's catalog entry under its own name (the loader looks it up by file name).
+        jobs.append(ParseJob(rel, data, {path.name: catalog[path.name]} if path.name in catalog else {}))
+    for job, parsed in zip(jobs, workers.parse(jobs, chunk_size, chunk_overlap, progress)):
+        rel = job.rel
+        if "error" in parsed:
+            report.skipped[rel] = parsed["error"]
+            skipped_hashes[rel] = {"hash": seen_hashes_inv[rel], "reason": parsed["error"]}
             continue
-        if doc.content_hash != digest:  # the file changed while we read it
-            report.skipped[rel] = "changed while being indexed; run the indexer again"
-            continue
-        chunks = chunk_document(doc, chunk_size, chunk_overlap)
-        fresh.extend(chunks)
-        file_entries[rel] = {
-            "hash": digest, "doc_id": doc.id, "title": doc.title, "pages": len(doc.pages),
-            "chars": len(doc.text), "chunk_ids": [c.id for c in chunks], "metadata": doc.metadata,
-            "page_spans": [[p.page, p.start, p.end] for p in doc.pages],
-        }
+        fresh.extend(Chunk.from_dict(c) for c in parsed["chunks"])
+        file_entries[rel] = parsed["entry"]
         (report.updated if rel in old_files else report.added).append(rel)
     report.removed = sorted(set(old_files) - set(file_entries) - set(report.skipped))
 
@@ -226,8 +285,7 @@ def index_folder(
         vectors_new[reused] = old.vectors([old_rows[fresh[n].text] for n in reused])
     todo = [n for n, c in enumerate(fresh) if c.text not in old_rows]
     if todo:
-        vectors_new[todo] = embedder.embed_documents([fresh[n].text for n in todo],  # type: ignore[call-arg]
-                                                     show_progress=progress)
+        vectors_new[todo] = workers.embed([fresh[n].text for n in todo], progress)
     report.embedded = len(todo)
 
     chunks = [c for part, _ in kept for c in part] + fresh
@@ -244,19 +302,19 @@ def index_folder(
     }
     if (old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]
             or old.manifest.get("source_dir") != manifest["source_dir"]):
-        sentences, report.sentences_embedded = _sentence_vectors(chunks, old, embedder, progress)
+        sentences, report.sentences_embedded = _sentence_vectors(chunks, old, embedder.dim, workers, progress)
         IndexStore.build(chunks, vectors, manifest, sentences).save(index_dir)
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _sentence_vectors(chunks: list[Chunk], old: IndexStore | None, embedder: Embedder,
+def _sentence_vectors(chunks: list[Chunk], old: IndexStore | None, dim: int, workers: Workers,
                       progress: bool) -> tuple[SentenceVectors, int]:
     """Vectors of every sentence of ``chunks`` (the old index's where it has them, the rest
     embedded), and how many were embedded."""
     texts = sentence_texts(chunks)
-    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    out = np.zeros((len(texts), dim), dtype=np.float32)
     todo = []
     for n, text in enumerate(texts):
         vector = old.sentences.get(text) if old is not None and old.sentences is not None else None
@@ -265,8 +323,7 @@ def _sentence_vectors(chunks: list[Chunk], old: IndexStore | None, embedder: Emb
         else:
             out[n] = vector
     if todo:
-        out[todo] = embedder.embed_documents([texts[n] for n in todo],  # type: ignore[call-arg]
-                                             show_progress=progress)
+        out[todo] = workers.embed([texts[n] for n in todo], progress)
     return SentenceVectors.from_texts(texts, out), len(todo)
 
 

@@ -194,11 +194,14 @@ def load_document(
     *,
     source: str | None = None,
     catalog: dict[str, dict[str, str]] | None = None,
+    data: bytes | None = None,
 ) -> Document:
     """Load one file into a :class:`Document`.
 
     ``source`` is the name stored in citations (default: the file name);
-    ``catalog`` maps file names to metadata (default: the file's folder's catalog.json).
+    ``catalog`` maps file names to metadata (default: the file's folder's catalog.json);
+    ``data`` is the file's content when it was read already (elsewhere: a worker of a
+    cluster gets the bytes, not the path).
     Raises :class:`UnsupportedFormatError` or :class:`LoaderError` naming the file.
     """
     path = Path(path)
@@ -207,10 +210,11 @@ def load_document(
         raise UnsupportedFormatError(
             path, f"unsupported file type '{suffix or '(none)'}'; supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise LoaderError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise LoaderError(path, f"cannot be read ({exc.strerror or exc})") from None
     if not data.strip():
         raise LoaderError(path, "is empty; add text to it or remove it from the folder")
     raw_pages, file_title = LOADERS[suffix](path, data)

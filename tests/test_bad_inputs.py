@@ -411,29 +411,32 @@ def _add_vanishing(folder: Path) -> Path:
     return path
 
 
-def test_file_deleted_before_it_is_loaded_is_skipped(workspace: tuple[Path, Path], embedder,
-                                                     expected: tuple[object, ...],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    _tally("file deleted while indexing (before loading)", False)
+def test_file_deleted_after_it_was_read_is_indexed_as_read_then_dropped(
+        workspace: tuple[Path, Path], embedder, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Each file is read once: what is parsed is the very bytes that were hashed, so a file
+    removed after its read is indexed as read (never half-read), and the next run drops it."""
+    _tally("file deleted while indexing (after reading)", False)
     import rag.indexing
 
     folder, index_dir = workspace
     path = _add_vanishing(folder)
-    real = rag.indexing.load_document
+    real = rag.indexing.parse_file
 
-    def load_document(p, **kw):  # noqa: ANN001, ANN003, ANN202
-        if Path(p).name == VANISHING:
-            path.unlink()  # another process removed it after the folder was listed
-        return real(p, **kw)
+    def parse_file(job, *args):  # noqa: ANN001, ANN002, ANN202
+        if job.rel == VANISHING and path.exists():
+            path.unlink()  # another process removed it after it was read
+        return real(job, *args)
 
-    monkeypatch.setattr(rag.indexing, "load_document", load_document)
+    monkeypatch.setattr(rag.indexing, "parse_file", parse_file)
     code, out, err, exc = _cli("index", str(folder), "--index-dir", str(index_dir), "--no-progress")
     assert exc is None and code == 0, (out, err)
-    line = next(x for x in out.splitlines() if x.startswith(f"skipped {VANISHING}: "))
-    assert "cannot be read" in line and "No such file" in line
+    assert not path.exists()
+    assert set(IndexStore.load(index_dir).manifest["files"]) == {GOOD_NAME, VANISHING}
+    monkeypatch.undo()
+    code, out, err, exc = _cli("index", str(folder), "--index-dir", str(index_dir), "--no-progress")
+    assert exc is None and code == 0 and "1 removed" in out, (out, err)
     assert set(IndexStore.load(index_dir).manifest["files"]) == {GOOD_NAME}
-    assert _fingerprint(index_dir, embedder) == expected
-    _tally("file deleted while indexing (before loading)")
+    _tally("file deleted while indexing (after reading)")
 
 
 def test_file_deleted_before_it_is_read_is_skipped(workspace: tuple[Path, Path], embedder,
