@@ -131,15 +131,17 @@ def _load(path: str):  # noqa: ANN202 - SentenceTransformer is imported lazily
 BACKENDS = ("auto", "onnx", "onnx-int8", "sentence-transformers")
 
 
-def get_embedder(model: str = DEFAULT_MODEL, batch_size: int = 32, backend: str = "auto") -> Embedder:
-    """The embedder for ``model`` (the bundled MiniLM by default) on ``backend``."""
+def get_embedder(model: str = DEFAULT_MODEL, batch_size: int = 32, backend: str = "auto",
+                 threads: int | None = None) -> Embedder:
+    """The embedder for ``model`` (the bundled MiniLM by default) on ``backend``; ``threads``
+    caps the ONNX Runtime threads (default: every core), for one worker of several per machine."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown embedding backend '{backend}'; use one of {', '.join(BACKENDS)}")
     model_id, _ = resolve_model(model)
     if backend in ("onnx", "onnx-int8") or (backend == "auto" and model_id == f"sentence-transformers/{DEFAULT_MODEL}"):
         from rag.onnx_embedding import OnnxEmbedder
 
-        return OnnxEmbedder(model, batch_size=batch_size, quantize=backend == "onnx-int8")
+        return OnnxEmbedder(model, batch_size=batch_size, threads=threads, quantize=backend == "onnx-int8")
     return SentenceTransformerEmbedder(model, batch_size=batch_size)
 
 

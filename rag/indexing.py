@@ -284,12 +284,7 @@ def index_folder(
     if reused and old is not None:
         vectors_new[reused] = old.vectors([old_rows[fresh[n].text] for n in reused])
     todo = [n for n, c in enumerate(fresh) if c.text not in old_rows]
-    if todo:
-        vectors_new[todo] = workers.embed([fresh[n].text for n in todo], progress)
-    report.embedded = len(todo)
-
     chunks = [c for part, _ in kept for c in part] + fresh
-    vectors = np.vstack([v for _, v in kept] + [vectors_new]) if chunks else vectors_new
     manifest = {
         "format_version": FORMAT_VERSION,
         # Relative to the index, so a committed or moved index still finds its documents.
@@ -300,19 +295,29 @@ def index_folder(
         "skipped": dict(sorted(skipped_hashes.items())),
         "counts": {"documents": len(file_entries), "chunks": len(chunks)},
     }
-    if (old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]
-            or old.manifest.get("source_dir") != manifest["source_dir"]):
-        sentences, report.sentences_embedded = _sentence_vectors(chunks, old, embedder.dim, workers, progress)
+    save = (old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]
+            or old.manifest.get("source_dir") != manifest["source_dir"])
+    sentence_list, sentence_vectors, sentence_todo = (_sentence_plan(chunks, old, embedder.dim) if save
+                                                      else ([], np.zeros((0, embedder.dim), np.float32), []))
+    # New chunk and sentence texts in one call, so a pool of workers starts once per build.
+    texts = [fresh[n].text for n in todo] + [sentence_list[n] for n in sentence_todo]
+    if texts:
+        embedded = workers.embed(texts, progress)
+        vectors_new[todo] = embedded[:len(todo)]
+        sentence_vectors[sentence_todo] = embedded[len(todo):]
+    report.embedded, report.sentences_embedded = len(todo), len(sentence_todo)
+    vectors = np.vstack([v for _, v in kept] + [vectors_new]) if chunks else vectors_new
+    if save:
+        sentences = SentenceVectors.from_texts(sentence_list, sentence_vectors)
         IndexStore.build(chunks, vectors, manifest, sentences).save(index_dir)
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _sentence_vectors(chunks: list[Chunk], old: IndexStore | None, dim: int, workers: Workers,
-                      progress: bool) -> tuple[SentenceVectors, int]:
-    """Vectors of every sentence of ``chunks`` (the old index's where it has them, the rest
-    embedded), and how many were embedded."""
+def _sentence_plan(chunks: list[Chunk], old: IndexStore | None, dim: int) -> tuple[list[str], np.ndarray, list[int]]:
+    """The distinct sentences of ``chunks``, their vectors where the old index has them
+    (zeros elsewhere), and the positions of those still to embed."""
     texts = sentence_texts(chunks)
     out = np.zeros((len(texts), dim), dtype=np.float32)
     todo = []
@@ -322,9 +327,7 @@ def _sentence_vectors(chunks: list[Chunk], old: IndexStore | None, dim: int, wor
             todo.append(n)
         else:
             out[n] = vector
-    if todo:
-        out[todo] = workers.embed([texts[n] for n in todo], progress)
-    return SentenceVectors.from_texts(texts, out), len(todo)
+    return texts, out, todo
 
 
 def _reusable(index_dir: Path, embedder: Embedder, chunking: dict[str, Any]) -> tuple[IndexStore | None, str]:

@@ -24,8 +24,8 @@ import numpy as np
 from rag.errors import ConfigError
 from rag.indexing import ParseJob, parse_file
 
-#: Texts per ``map_batches`` call: big enough to keep the embedder busy, small enough that
-#: a local run shows progress.
+#: Most texts per ``map_batches`` call: big enough to keep the embedder busy, small enough
+#: that the work spreads evenly over the actors and a run shows progress.
 BATCH = 256
 
 
@@ -61,7 +61,8 @@ class _Embed:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from rag.embeddings import get_embedder
 
-        self.embedder = get_embedder(model, batch_size, backend)
+        # One core per actor (num_cpus=1): more threads would fight the other actors for it.
+        self.embedder = get_embedder(model, batch_size, backend, threads=1)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.embedder.embed_documents([str(t) for t in batch["text"]])
@@ -119,11 +120,13 @@ class RayWorkers:
             return np.zeros((0, 0), dtype=np.float32)
         self._progress(progress)
         n = min(self._concurrency(), len(texts))  # no idle actors for a small update
+        # Even shares: at least four batches per actor, so no actor waits on a long last one.
+        batch = max(1, min(BATCH, -(-len(texts) // (4 * n))))
         ds = self.ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)],
-                                      override_num_blocks=max(n, -(-len(texts) // BATCH)))
+                                      override_num_blocks=-(-len(texts) // batch))
         ds = ds.map_batches(_Embed, fn_constructor_kwargs={"model": self.model, "batch_size": self.batch_size,
                                                            "backend": self.backend},
-                            batch_size=BATCH, compute=self.ray.data.ActorPoolStrategy(size=n), num_cpus=1,
+                            batch_size=batch, compute=self.ray.data.ActorPoolStrategy(size=n), num_cpus=1,
                             batch_format="numpy")
         rows: list[int] = []
         vectors: list[np.ndarray] = []
