@@ -49,6 +49,17 @@ SCAFFOLDING = ("\nQuestion:", "\nFacts", "\nPassages", "<<<PASSAGE", "\nRules:",
 _ECHO = re.compile(r"^\s*(Question:|Passages\b|Rules:|<<<PASSAGE|Answer the question)")
 # A copied "Facts (…):" header line; the numbered facts a model copies after it are quotes.
 _ECHOED_HEADER = re.compile(r"^\s*Facts\b[^\n]*:[ \t]*\n")
+# A copied "Question: …" line.  Gemma 3 270M opens a third of its replies with one (59 of 178
+# held-out injection questions: python benchmarks/injection.py --data heldout --backends llama-cpp);
+# there it then stopped, but an answer that follows the copy is kept rather than thrown away with it.
+_ECHOED_QUESTION = re.compile(r"^\s*Question:[^\n]*\n")
+
+
+def _strip_echoes(text: str) -> str:
+    """``text`` without a copied facts header and a copied question line at its start."""
+    for _ in range(2):  # in either order
+        text = _ECHOED_QUESTION.sub("", _ECHOED_HEADER.sub("", text, count=1), count=1)
+    return text
 
 
 def evidence_prompt(question: str, candidates: list[Candidate], n: int = 5, guard: bool = True) -> str:
@@ -70,7 +81,7 @@ def evidence_prompt(question: str, candidates: list[Candidate], n: int = 5, guar
 
 def cut_scaffolding(text: str) -> str:
     """``text`` up to the first place where a model started echoing the prompt."""
-    text = _ECHOED_HEADER.sub("", text, count=1)
+    text = _strip_echoes(text)
     if _ECHO.match(text):  # the reply opens by copying the prompt: nothing of it is an answer
         return ""
     cut = min((i for i in (text.find(s) for s in SCAFFOLDING) if i >= 0), default=len(text))
@@ -82,12 +93,13 @@ def first_lines(deltas: Iterable[str], n: int) -> Iterator[str]:
 
     A small model asked for a short answer writes it on its first line or two and then
     runs on with invented "facts"; stopping at the line's end keeps the answer and saves
-    the time of generating the rest.  Blank lines and a copied "Facts …:" header do not count.
+    the time of generating the rest.  Blank lines, a copied "Facts …:" header and a copied
+    "Question: …" line do not count.
     """
     text = ""
     for delta in deltas:
         yield delta
         text += delta
         lines = text.split("\n")[:-1]  # the complete lines so far
-        if sum(bool(line.strip()) and not _ECHOED_HEADER.match(line + "\n") for line in lines) >= n:
+        if sum(bool(_strip_echoes(line + "\n").strip()) for line in lines) >= n:
             return

@@ -23,7 +23,7 @@ from rag.generators import (
     OpenAIGenerator,
     get_generator,
 )
-from rag.prompts import MARKER, NO_ANSWER, SYSTEM, first_lines
+from rag.prompts import MARKER, NO_ANSWER, SYSTEM, cut_scaffolding, first_lines
 from rag.types import Answer
 from tests.llm_fixtures import collect, openai_settings
 
@@ -258,3 +258,17 @@ def test_first_lines_stops_the_stream_at_the_end_of_the_answer_line() -> None:
     # Two lines wanted: the second one is read too, and a stream that ends early is kept whole.
     assert "".join(first_lines(iter(deltas), 2)).endswith("[2] An invented fact.")
     assert list(first_lines(iter(["One line", " only."]), 1)) == ["One line", " only."]
+
+
+def test_an_echoed_question_line_is_skipped_not_taken_for_the_answer() -> None:
+    # Gemma 3 270M's habit: it repeats the question, then answers on the next line.
+    deltas = ["Question: How many litres", " does the plant treat?\n", "\n", "The plant treats 11 million",
+              " litres a day. [1]\n", "Question: an invented follow-up?"]
+    out = "".join(first_lines(_deltas_then_fail(deltas[:5]), 1))
+    assert out.endswith("litres a day. [1]\n")
+    assert cut_scaffolding(out).strip() == "The plant treats 11 million litres a day. [1]"
+    # The facts header and the question line, copied in either order, are both dropped.
+    assert cut_scaffolding("Facts (quoted):\nQuestion: Q?\nAn answer [1].") == "An answer [1]."
+    assert cut_scaffolding("Question: Q?\nFacts (quoted):\nAn answer [1].") == "An answer [1]."
+    # A reply that is nothing but the prompt copied is still no answer.
+    assert cut_scaffolding("Question: Q?\nRules: answer from the facts.") == ""
