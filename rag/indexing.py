@@ -136,6 +136,10 @@ def corpus_hashes(folder: Path) -> dict[str, str]:
     return out
 
 
+#: Most bytes of changed files read ahead of parsing (one batch for the workers).
+PARSE_BATCH_BYTES = 256 * 2**20
+
+
 @dataclass(frozen=True)
 class ParseJob:
     """One file to read into chunks: its name in the index, its bytes and its folder's catalog."""
@@ -186,7 +190,7 @@ class LocalWorkers:
     def parse(self, jobs: list[ParseJob], chunk_size: int, chunk_overlap: int,
               progress: bool) -> list[dict[str, Any]]:
         return [parse_file(job, chunk_size, chunk_overlap)
-                for job in tqdm(jobs, desc="reading", unit="file", disable=not progress or not jobs)]
+                for job in tqdm(jobs, desc="parsing", unit="file", disable=not progress or not jobs)]
 
     def embed(self, texts: list[str], progress: bool) -> np.ndarray:
         return self.embedder.embed_documents(texts, show_progress=progress)  # type: ignore[call-arg]
@@ -228,12 +232,21 @@ def index_folder(
     fresh: list[Chunk] = []
     file_entries: dict[str, Any] = {}
     seen_hashes: dict[str, str] = {}
-    seen_hashes_inv: dict[str, str] = {}
     skipped_hashes: dict[str, dict[str, str]] = {}
     catalogs: dict[Path, dict[str, dict[str, str]]] = {}
 
-    jobs: list[ParseJob] = []
-    for rel, path in tqdm(files.items(), desc="hashing", unit="file", disable=not progress):
+    # Changed files are parsed in batches, so no more than about PARSE_BATCH_BYTES of them
+    # are held in memory at once; each is parsed from the very bytes that were hashed.
+    pending: list[tuple[ParseJob, str]] = []
+    parsed: list[tuple[str, str, dict[str, Any]]] = []  # name, content hash, parse_file's result
+
+    def flush() -> None:
+        jobs = [job for job, _ in pending]
+        parsed.extend((job.rel, digest, out) for (job, digest), out in
+                      zip(pending, workers.parse(jobs, chunk_size, chunk_overlap, progress)))
+        pending.clear()
+
+    for rel, path in tqdm(files.items(), desc="reading", unit="file", disable=not progress):
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -245,7 +258,6 @@ def index_folder(
             skipped_hashes[rel] = {"hash": digest, "reason": report.skipped[rel]}
             continue
         seen_hashes[digest] = rel
-        seen_hashes_inv[rel] = digest
         prev = old_files.get(rel)
         if old is not None and not report.rebuilt_reason and prev and prev.get("hash") == digest:
             rows = [r for cid in prev["chunk_ids"] if (r := old.row_of(cid)) is not None]
@@ -256,15 +268,17 @@ def index_folder(
                 continue
         catalog = catalogs.setdefault(path.parent, read_catalog(path.parent))
         # The file's catalog entry under its own name (the loader looks it up by file name).
-        jobs.append(ParseJob(rel, data, {path.name: catalog[path.name]} if path.name in catalog else {}))
-    for job, parsed in zip(jobs, workers.parse(jobs, chunk_size, chunk_overlap, progress)):
-        rel = job.rel
-        if "error" in parsed:
-            report.skipped[rel] = parsed["error"]
-            skipped_hashes[rel] = {"hash": seen_hashes_inv[rel], "reason": parsed["error"]}
+        pending.append((ParseJob(rel, data, {path.name: catalog[path.name]} if path.name in catalog else {}), digest))
+        if sum(len(job.data) for job, _ in pending) >= PARSE_BATCH_BYTES:
+            flush()
+    flush()
+    for rel, digest, out in parsed:
+        if "error" in out:
+            report.skipped[rel] = out["error"]
+            skipped_hashes[rel] = {"hash": digest, "reason": out["error"]}
             continue
-        fresh.extend(Chunk.from_dict(c) for c in parsed["chunks"])
-        file_entries[rel] = parsed["entry"]
+        fresh.extend(Chunk.from_dict(c) for c in out["chunks"])
+        file_entries[rel] = out["entry"]
         (report.updated if rel in old_files else report.added).append(rel)
     report.removed = sorted(set(old_files) - set(file_entries) - set(report.skipped))
 

@@ -421,3 +421,28 @@ def test_duplicate_file_is_skipped_and_not_reported_stale(tmp_path: Path, embedd
     assert stale_reason(folder, index_dir, embedder) is None
     (folder / "copy-of-a.txt").write_text(text + "\n\nNow it differs.", encoding="utf-8")
     assert "copy-of-a.txt" in (stale_reason(folder, index_dir, embedder) or "")
+
+
+def test_changed_files_are_parsed_in_batches_of_bounded_size(tmp_path: Path, seeds_dir: Path, embedder,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Files are read ahead of parsing only up to PARSE_BATCH_BYTES, and the batches make the
+    same index as one pass."""
+    import rag.indexing
+    from rag.indexing import LocalWorkers
+
+    whole = index_folder(seeds_dir, tmp_path / "whole", embedder, show_progress=False)
+    batches: list[list[str]] = []
+
+    class Recording(LocalWorkers):
+        def parse(self, jobs, chunk_size, chunk_overlap, progress):  # noqa: ANN001, ANN201
+            if jobs:
+                batches.append([j.rel for j in jobs])
+            return super().parse(jobs, chunk_size, chunk_overlap, progress)
+
+    monkeypatch.setattr(rag.indexing, "PARSE_BATCH_BYTES", 1)
+    batched = index_folder(seeds_dir, tmp_path / "batched", embedder, show_progress=False,
+                           workers=Recording(embedder))
+    assert batches == [[name] for name in sorted(p.name for p in seeds_dir.glob("*.txt"))]
+    assert batched.added == whole.added and batched.chunks == whole.chunks
+    a, b = IndexStore.load(tmp_path / "whole"), IndexStore.load(tmp_path / "batched")
+    assert [c.to_dict() for c in a.chunks] == [c.to_dict() for c in b.chunks]
