@@ -240,11 +240,15 @@ def index_folder(
     pending: list[tuple[ParseJob, str]] = []
     parsed: list[tuple[str, str, dict[str, Any]]] = []  # name, content hash, parse_file's result
 
+    queued = 0  # bytes in ``pending``
+
     def flush() -> None:
+        nonlocal queued
         jobs = [job for job, _ in pending]
         parsed.extend((job.rel, digest, out) for (job, digest), out in
                       zip(pending, workers.parse(jobs, chunk_size, chunk_overlap, progress)))
         pending.clear()
+        queued = 0
 
     for rel, path in tqdm(files.items(), desc="reading", unit="file", disable=not progress):
         try:
@@ -269,7 +273,8 @@ def index_folder(
         catalog = catalogs.setdefault(path.parent, read_catalog(path.parent))
         # The file's catalog entry under its own name (the loader looks it up by file name).
         pending.append((ParseJob(rel, data, {path.name: catalog[path.name]} if path.name in catalog else {}), digest))
-        if sum(len(job.data) for job, _ in pending) >= PARSE_BATCH_BYTES:
+        queued += len(data)
+        if queued >= PARSE_BATCH_BYTES:
             flush()
     flush()
     for rel, digest, out in parsed:

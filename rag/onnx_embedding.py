@@ -141,15 +141,13 @@ def quantized_model(fp32: Path) -> Path:
     record = {"source_sha256": _sha256(fp32), "scheme": "dynamic-int8-per-channel"}
     if _checked(target, record):
         return target
-    import logging as _logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     log.info("quantising %s to int8 (once)", fp32)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    root = _logging.getLogger()
+    root = logging.getLogger()
     level = root.level
-    root.setLevel(_logging.ERROR)  # its advice to pre-process the model is for convolutional networks
+    root.setLevel(logging.ERROR)  # its advice to pre-process the model is for convolutional networks
     try:
         quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
     finally:

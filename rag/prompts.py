@@ -100,6 +100,8 @@ def first_lines(deltas: Iterable[str], n: int) -> Iterator[str]:
     for delta in deltas:
         yield delta
         text += delta
+        if "\n" not in delta:  # no line was completed
+            continue
         lines = text.split("\n")[:-1]  # the complete lines so far
         if sum(bool(_strip_echoes(line + "\n").strip()) for line in lines) >= n:
             return

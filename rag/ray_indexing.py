@@ -92,7 +92,6 @@ class RayWorkers:
             else:
                 self.ray.init(num_cpus=self.workers, **kwargs)
             self._started = True
-        self.ray.data.DataContext.get_current().enable_progress_bars = True
 
     def _concurrency(self) -> int:
         if self.workers:
