@@ -120,3 +120,8 @@ def test_a_cluster_that_is_not_there_is_a_clear_error() -> None:
         check_address("127.0.0.1:9", timeout_s=2)
     with pytest.raises(ConfigError, match="not a Ray cluster address"):
         check_address("just-a-name")
+    # The command checks before it connects: a clear error at once, not minutes of retries.
+    res = subprocess.run([sys.executable, "-m", "rag.cli", "index", "seeds", "--index-dir", "/nonexistent/never-made",
+                          "--ray-address", "127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode != 0 and "no Ray cluster answers at 127.0.0.1:9" in res.stderr
