@@ -177,8 +177,9 @@ def _rewrite_choice(rewrite: str, bundled: bool) -> bool:
 #: unverifiable "facts".  Measured on the seeds dev set (first 20 answerable questions):
 #: all lines with penalty 1.2 took 4.4 s p50 and kept the model's answer on 13 of 20;
 #: one line, 1.2: 1.0 s, 8/20; one line, 1.0: 1.1 s, 11/20; two lines, 1.0: 1.4 s, 11/20.
-#: Held out (collection test split, first 10 answerable per corpus, 49 generated): all
-#: lines, 1.2, 256 tokens: 2.5 s p50, answer kept 38/49; one line, 1.0: 0.8 s, 35/49.
+#: Held out (collection test split, first 10 answerable per corpus, 49 generated;
+#: python benchmarks/llm_replacement.py 0:256:1.2 and 1:160:1.0): all lines, 1.2, 256 tokens:
+#: 2.18 s p50, answer kept 39/49; one line, 1.0, 160 tokens: 0.89 s, 34/49.
 ANSWER_LINES = 1
 REPEAT_PENALTY = 1.0
 
