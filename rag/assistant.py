@@ -26,7 +26,7 @@ from rag.generators import ExtractiveGenerator, GenerationRequest, Generator, ge
 from rag.indexing import IndexReport, index_folder, stale_reason
 from rag.prompts import NO_ANSWER, cut_scaffolding
 from rag.retrieval import Retriever
-from rag.store import IndexStore
+from rag.store import open_store
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class Assistant:
         self.settings = settings or Settings()
         self.index_dir = Path(index_dir)
         self.embedder = embedder or embedder_for(self.settings.embedding)
-        store = IndexStore.load(self.index_dir, model_id=self.embedder.model_id, dim=self.embedder.dim)
+        store = open_store(self.index_dir, model_id=self.embedder.model_id, dim=self.embedder.dim)
         self.retriever = Retriever(store, self.embedder)
         guard = self.settings.guard_documents
         self.ranker = EvidenceRanker(self.embedder, guard=guard)
@@ -108,7 +108,8 @@ class Assistant:
                 index_folder(corpus_dir, settings.paths.index_dir, embedder,
                              chunk_size=settings.chunking.chunk_size,
                              chunk_overlap=settings.chunking.chunk_overlap,
-                             show_progress=show_progress if show_progress is not None else settings.show_progress)
+                             show_progress=show_progress if show_progress is not None else settings.show_progress,
+                             store=settings.store.target())
         return cls(settings.paths.index_dir, generator or settings.llm.backend,
                    embedder=embedder, settings=settings)
 
@@ -250,7 +251,7 @@ class Assistant:
         return [replace(c, doc_hash=files.get(c.source, {}).get("hash", "")) for c in citations]
 
     def _in_corpus(self, term: str) -> bool:
-        return self.retriever.store.lexical.has_term(term)
+        return self.retriever.store.has_term(term)
 
     def _page_of(self, source: str, offset: int) -> int:
         entry = self.retriever.store.manifest.get("files", {}).get(source, {})
@@ -263,7 +264,7 @@ class Assistant:
 
     def reload(self) -> None:
         """Serve from the index on disk now (after another process rebuilt it)."""
-        store = IndexStore.load(self.index_dir, model_id=self.embedder.model_id, dim=self.embedder.dim)
+        store = open_store(self.index_dir, model_id=self.embedder.model_id, dim=self.embedder.dim)
         self.retriever.swap(store)
         self.ranker.embed.use(store.sentences)
 
@@ -308,7 +309,7 @@ class Assistant:
         entry = store.manifest.get("files", {}).get(source)
         if entry is None:
             return None
-        chunks = [store.chunks[r] for cid in entry.get("chunk_ids", []) if (r := store.row_of(cid)) is not None]
+        chunks = store.chunks_by_id(list(entry.get("chunk_ids", [])))
         return IndexedDocument.from_chunks(source, entry.get("hash", ""), chunks, entry.get("page_spans"),
                                            entry.get("title", source))
 

@@ -61,6 +61,10 @@ def index_cmd(
                                       "(needs the 'scale' extra).")] = False,
     ray_address: Annotated[Optional[str], typer.Option(
         "--ray-address", help="Parse and embed on this running Ray cluster (host:6379 or ray://host:10001).")] = None,
+    store: Annotated[Optional[str], typer.Option(
+        "--store", help="faiss or milvus (needs the 'scale' extra); default: where the index is, else faiss.")] = None,
+    store_uri: Annotated[Optional[str], typer.Option(
+        "--store-uri", help="For milvus: a milvus-lite file (default INDEX_DIR/milvus.db) or http://host:19530.")] = None,
 ) -> None:
     """Build or update the index of a folder (unchanged files are not re-embedded)."""
     workers = None
@@ -69,6 +73,11 @@ def index_cmd(
         from rag.indexing import index_folder
 
         s = _settings(index_dir, folder)
+        if store is not None:
+            s.store.backend = store
+        if store_uri is not None:
+            s.store.uri = store_uri
+        target = s.store.target()
         if ray or ray_address:
             from rag.ray_indexing import RayWorkers
 
@@ -81,7 +90,7 @@ def index_cmd(
             chunk_overlap=s.chunking.chunk_overlap if chunk_overlap is None else chunk_overlap,
             strict=strict, rebuild=rebuild,
             show_progress=False if no_progress else (None if s.show_progress else False),
-            workers=workers,
+            workers=workers, store=target,
         )
     except (RagError, ValueError, OSError) as exc:
         _fail(exc)

@@ -6,9 +6,13 @@ Example: ``RAG_RETRIEVAL__K=8`` or ``RAG_LLM__BACKEND=llama-cpp``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from rag.store import StoreTarget
 
 #: The project root when running from a checkout; the default corpus and index live there.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +62,25 @@ class RetrievalSettings(_Section):
     mode: str = Field("hybrid", description="'hybrid', 'dense' or 'lexical'.")
 
 
+class StoreSettings(_Section):
+    backend: str | None = Field(
+        None, description="Where a new index is written: 'faiss' (files in the index folder) or 'milvus' "
+        "(needs the 'scale' extra); default: where the index already is, else faiss.",
+    )
+    uri: str | None = Field(
+        None, description="For 'milvus': a milvus-lite file (relative to the index folder; default milvus.db) "
+        "or a Milvus server or cluster, e.g. http://host:19530.",
+    )
+
+    def target(self) -> "StoreTarget | None":
+        """The engine to write to, or None to keep the index where it is."""
+        from rag.store import StoreTarget
+
+        if self.backend is None:
+            return None if self.uri is None else StoreTarget("milvus", self.uri)
+        return StoreTarget(self.backend, self.uri)
+
+
 class LLMSettings(_Section):
     backend: str = Field(
         "extractive", description="Answer generator: 'extractive', 'llama-cpp' or 'openai'."
@@ -100,6 +123,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     guard_documents: bool = Field(
         True,
         description="Mask instruction-like sentences in documents before a model sees them and never "

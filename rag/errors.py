@@ -45,6 +45,10 @@ class IndexMismatchError(RagError):
     """The index on disk was built with another embedder, dimension or format."""
 
 
+class StoreError(RagError):
+    """The engine that holds the index (a Milvus server, say) failed or cannot be reached."""
+
+
 class UnknownBackendError(RagError):
     """A generator backend name that is not in the registry."""
 

@@ -26,7 +26,7 @@ from rag.guard import is_instruction
 from rag.learned import LogisticModel, load_models
 from rag.lexical import stem_spans, tokenize
 from rag.sentences import sentence_spans
-from rag.store import SentenceVectors
+from rag.store import SentenceLookup
 from rag.types import Hit
 
 # Words that say what kind of answer is wanted but name nothing in the documents
@@ -91,9 +91,9 @@ class SentenceEmbeddings:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()  # sessions of the UI share one cache
-        self._stored: SentenceVectors | None = None
+        self._stored: SentenceLookup | None = None
 
-    def use(self, stored: SentenceVectors | None) -> None:
+    def use(self, stored: SentenceLookup | None) -> None:
         """Look sentences up in ``stored`` (an index's sentence vectors) before embedding them."""
         self._stored = stored
 
@@ -105,8 +105,8 @@ class SentenceEmbeddings:
         out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
         rest: list[int] = []
         stored = self._stored
-        for i, t in enumerate(texts):
-            vector = stored.get(t) if stored is not None else None
+        found = stored.get_many(texts) if stored is not None else [None] * len(texts)
+        for i, vector in enumerate(found):
             if vector is None:
                 rest.append(i)
             else:

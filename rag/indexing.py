@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +28,8 @@ from rag.chunking import chunk_document
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, LoaderError, RagError
 from rag.loaders import CATALOG_NAME, content_hash, is_supported, load_document, read_catalog
-from rag.store import FORMAT_VERSION, IndexStore, SentenceVectors, sentence_texts
+from rag.store import (FORMAT_VERSION, STORE_FILE, IndexStore, SentenceVectors, Store, StoreTarget, recorded_target,
+                       sentence_texts, write_target)
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -207,11 +209,13 @@ def index_folder(
     show_progress: bool | None = None,
     rebuild: bool = False,
     workers: Workers | None = None,
+    store: StoreTarget | None = None,
 ) -> IndexReport:
     """Build or update the index at ``index_dir`` from the documents in ``folder``.
 
     ``workers`` parse the changed files and embed the new texts (default: this process);
-    everything else, and the atomic write, happens here.
+    everything else, and the atomic write, happens here.  ``store`` says which engine holds
+    the index (default: the one it is in already, else FAISS files in ``index_dir``).
     """
     workers = workers or LocalWorkers(embedder)
     t0 = time.perf_counter()
@@ -221,12 +225,21 @@ def index_folder(
     files, report.skipped = list_files(folder)
 
     chunking = chunking_record(chunk_size, chunk_overlap)
+    recorded = recorded_target(index_dir)
+    target = store or recorded or StoreTarget()
+    same = recorded is not None and recorded.backend == target.backend and (
+        target.backend == "faiss" or store is None or store.uri is None
+        or target.resolved_uri(index_dir) == recorded.resolved_uri(index_dir))
+    if recorded is not None and not same and not rebuild:
+        where = recorded.backend if recorded.backend == "faiss" else f"the Milvus store at {recorded.uri}"
+        raise IndexingError(f"the index at {index_dir} is kept in {where}; add --rebuild to move it, "
+                            "or choose another --index-dir")
+    if same:
+        target = recorded  # type: ignore[assignment] - same engine: keep its collection
     old, report.rebuilt_reason = (None, "rebuild requested") if rebuild else _reusable(
-        index_dir, embedder, chunking
+        index_dir, embedder, chunking, target if same else None
     )
     old_files: dict[str, Any] = old.manifest.get("files", {}) if old else {}
-    # Vectors the old index holds, by chunk text: reused for re-cut chunks whose text is unchanged.
-    old_rows: dict[str, int] = {c.text: n for n, c in enumerate(old.chunks)} if old else {}
 
     kept: list[tuple[list[Chunk], np.ndarray]] = []
     fresh: list[Chunk] = []
@@ -264,9 +277,9 @@ def index_folder(
         seen_hashes[digest] = rel
         prev = old_files.get(rel)
         if old is not None and not report.rebuilt_reason and prev and prev.get("hash") == digest:
-            rows = [r for cid in prev["chunk_ids"] if (r := old.row_of(cid)) is not None]
-            if len(rows) == len(prev["chunk_ids"]):
-                kept.append(([old.chunks[r] for r in rows], old.vectors(rows)))
+            found = old.file_chunks(list(prev["chunk_ids"]))
+            if found is not None:
+                kept.append(found)
                 file_entries[rel] = prev
                 report.unchanged.append(rel)
                 continue
@@ -299,10 +312,12 @@ def index_folder(
         )
 
     vectors_new = np.zeros((len(fresh), embedder.dim), dtype=np.float32)
-    reused = [n for n, c in enumerate(fresh) if c.text in old_rows]
-    if reused and old is not None:
-        vectors_new[reused] = old.vectors([old_rows[fresh[n].text] for n in reused])
-    todo = [n for n, c in enumerate(fresh) if c.text not in old_rows]
+    # Vectors the old index holds, by chunk text: reused for re-cut chunks whose text is unchanged.
+    old_vectors = old.vectors_of_texts([c.text for c in fresh]) if old is not None else {}
+    for n, c in enumerate(fresh):
+        if c.text in old_vectors:
+            vectors_new[n] = old_vectors[c.text]
+    todo = [n for n, c in enumerate(fresh) if c.text not in old_vectors]
     chunks = [c for part, _ in kept for c in part] + fresh
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -314,7 +329,7 @@ def index_folder(
         "skipped": dict(sorted(skipped_hashes.items())),
         "counts": {"documents": len(file_entries), "chunks": len(chunks)},
     }
-    save = (old is None or report.changed or old.manifest.get("skipped", {}) != manifest["skipped"]
+    save = (old is None or report.changed or recorded != target or old.manifest.get("skipped", {}) != manifest["skipped"]
             or old.manifest.get("source_dir") != manifest["source_dir"])
     sentence_list, sentence_vectors, sentence_todo = (_sentence_plan(chunks, old, embedder.dim) if save
                                                       else ([], np.zeros((0, embedder.dim), np.float32), []))
@@ -326,22 +341,50 @@ def index_folder(
         sentence_vectors[sentence_todo] = embedded[len(todo):]
     report.embedded, report.sentences_embedded = len(todo), len(sentence_todo)
     vectors = np.vstack([v for _, v in kept] + [vectors_new]) if chunks else vectors_new
-    if save:
+    if save and target.backend == "milvus":
+        _write_milvus(index_dir, target, old, report.rebuilt_reason, chunks, vectors, manifest,
+                      sentence_list, sentence_vectors, progress)
+    elif save:
         sentences = SentenceVectors.from_texts(sentence_list, sentence_vectors)
         IndexStore.build(chunks, vectors, manifest, sentences).save(index_dir)
+        (index_dir / STORE_FILE).unlink(missing_ok=True)
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _sentence_plan(chunks: list[Chunk], old: IndexStore | None, dim: int) -> tuple[list[str], np.ndarray, list[int]]:
+def _write_milvus(index_dir: Path, target: StoreTarget, old: Store | None, rebuilt_reason: str,
+                  chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any],
+                  sentence_list: list[str], sentence_vectors: np.ndarray, progress: bool) -> None:
+    """Update the Milvus collection in place, or (a new index, or a rebuild) write a new
+    collection and switch ``store.json`` to it once it is complete, then drop the old one."""
+    from rag.milvus_store import MilvusStore
+
+    uri = target.resolved_uri(index_dir)
+    if old is not None and not rebuilt_reason:
+        MilvusStore(uri, target.collection, index_dir).write(chunks, vectors, manifest, sentence_list, sentence_vectors,
+                                                             progress)
+        write_target(index_dir, target)
+        return
+    fresh = StoreTarget("milvus", target.uri, f"rag_chunks_{uuid.uuid4().hex[:8]}")
+    MilvusStore(uri, fresh.collection, index_dir).write(chunks, vectors, manifest, sentence_list, sentence_vectors,
+                                                        progress)
+    previous = recorded_target(index_dir)
+    write_target(index_dir, fresh)
+    if previous is not None and previous.backend == "milvus" and previous.resolved_uri(index_dir) == uri \
+            and previous.collection != fresh.collection:
+        MilvusStore(uri, previous.collection, index_dir).drop()
+
+
+def _sentence_plan(chunks: list[Chunk], old: Store | None, dim: int) -> tuple[list[str], np.ndarray, list[int]]:
     """The distinct sentences of ``chunks``, their vectors where the old index has them
     (zeros elsewhere), and the positions of those still to embed."""
     texts = sentence_texts(chunks)
     out = np.zeros((len(texts), dim), dtype=np.float32)
     todo = []
-    for n, text in enumerate(texts):
-        vector = old.sentences.get(text) if old is not None and old.sentences is not None else None
+    stored = old.sentences if old is not None else None
+    found = stored.get_many(texts) if stored is not None else [None] * len(texts)
+    for n, (text, vector) in enumerate(zip(texts, found)):
         if vector is None:
             todo.append(n)
         else:
@@ -349,11 +392,21 @@ def _sentence_plan(chunks: list[Chunk], old: IndexStore | None, dim: int) -> tup
     return texts, out, todo
 
 
-def _reusable(index_dir: Path, embedder: Embedder, chunking: dict[str, Any]) -> tuple[IndexStore | None, str]:
-    """The old index if its vectors can be reused (else None), and why every file is re-chunked
-    (empty when files with unchanged content keep their chunks)."""
+def _reusable(index_dir: Path, embedder: Embedder, chunking: dict[str, Any],
+              target: StoreTarget | None) -> tuple[Store | None, str]:
+    """The old index in ``target`` if its vectors can be reused (else None), and why every file
+    is re-chunked (empty when files with unchanged content keep their chunks)."""
+    if target is None:
+        return None, ""
     try:
-        old = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+        old: Store
+        if target.backend == "milvus":
+            from rag.milvus_store import MilvusStore
+
+            old = MilvusStore.load(target.resolved_uri(index_dir), target.collection, index_dir,
+                                   model_id=embedder.model_id, dim=embedder.dim)
+        else:
+            old = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
     except IndexNotFoundError:
         return None, ""
     except IndexMismatchError as exc:

@@ -1,4 +1,4 @@
-"""Dense, lexical and fused retrieval over an :class:`~rag.store.IndexStore`.
+"""Dense, lexical and fused retrieval over a :class:`~rag.store.Store` (FAISS or Milvus).
 
 Fusion is a weighted sum of min-max normalised scores: ``alpha`` on dense, the
 rest on BM25, with ``alpha`` chosen on the tune split of the QA collection by
@@ -28,7 +28,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from rag.embeddings import Embedder
-from rag.store import IndexStore
+from rag.store import Store
 from rag.types import Hit
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -43,7 +43,7 @@ POOL = 50
 class Retriever:
     """Ranks chunks of a store for a query; the store can be swapped atomically."""
 
-    def __init__(self, store: IndexStore, embedder: Embedder, fusion: str = "weighted",
+    def __init__(self, store: Store, embedder: Embedder, fusion: str = "weighted",
                  alpha: float | None = None) -> None:
         if fusion not in FUSERS:
             raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(sorted(FUSERS))}")
@@ -56,10 +56,10 @@ class Retriever:
         self._lock = threading.Lock()
 
     @property
-    def store(self) -> IndexStore:
+    def store(self) -> Store:
         return self._store
 
-    def swap(self, store: IndexStore) -> None:
+    def swap(self, store: Store) -> None:
         """Serve from ``store`` from now on; searches already running finish on the old one."""
         with self._lock:
             self._store = store
@@ -69,14 +69,14 @@ class Retriever:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         store = self._store  # one consistent snapshot for this search
-        n = len(store.chunks)
+        n = store.count()
         if n == 0 or k <= 0:
             return []
         # A fixed pool (for k <= POOL // 4) keeps the ranking the same whatever k is:
         # the top 5 of a k=10 search are the k=5 results.
         pool = min(n, max(4 * k, POOL))
         dense = self._dense(store, query, pool) if mode != "lexical" else []
-        lexical = store.lexical.search(query, pool) if mode != "dense" else []
+        lexical = store.search_lexical(query, pool) if mode != "dense" else []
         if mode == "dense":
             fused = [(r, s) for r, s in dense]
         elif mode == "lexical":
@@ -88,15 +88,14 @@ class Retriever:
         dense_by_row = dict(dense)
         lex_by_row = dict(lexical)
         hits = []
-        for rank, (row, score) in enumerate(fused[:k], start=1):
-            hits.append(Hit(store.chunks[row], float(score), rank,
+        chunks = store.chunks_at([row for row, _ in fused[:k]])
+        for rank, ((row, score), chunk) in enumerate(zip(fused[:k], chunks), start=1):
+            hits.append(Hit(chunk, float(score), rank,
                             dense_by_row.get(row), lex_by_row.get(row)))
         return hits
 
-    def _dense(self, store: IndexStore, query: str, pool: int) -> list[tuple[int, float]]:
-        vec = np.asarray(self.embedder.embed_query(query), dtype=np.float32).reshape(1, -1)
-        scores, rows = store.dense.search(vec, pool)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+    def _dense(self, store: Store, query: str, pool: int) -> list[tuple[int, float]]:
+        return store.search_dense(np.asarray(self.embedder.embed_query(query), dtype=np.float32), pool)
 
 
 def fitted_alpha() -> float:

@@ -9,6 +9,10 @@ Layout of an index folder::
     sentences/      the vector of every sentence of the chunks (keys.npy, vectors.npy),
                     so answering never embeds document text at question time
 
+An index kept in Milvus instead (:mod:`rag.milvus_store`) leaves only ``store.json`` in the
+folder, naming the engine and collection (and, for milvus-lite, its database file);
+:func:`open_store` reads either kind through the :class:`Store` protocol.
+
 Saving is atomic: everything is written and fsynced into a sibling temp folder,
 which then replaces the old one by rename.  A crash at any point leaves the old
 index (or, in the instant between the two renames, its ``.old`` copy, which
@@ -26,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import faiss
 import numpy as np
@@ -101,6 +105,9 @@ class SentenceVectors:
         row = self._row.get(self.key(text))
         return None if row is None else self.vectors[row].astype(np.float32)
 
+    def get_many(self, texts: list[str]) -> list[np.ndarray | None]:
+        return [self.get(t) for t in texts]
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "keys.npy", self.keys, allow_pickle=False)
@@ -110,6 +117,57 @@ class SentenceVectors:
     def load(cls, folder: Path) -> "SentenceVectors":
         return cls(np.load(folder / "keys.npy", allow_pickle=False),
                    np.load(folder / "vectors.npy", allow_pickle=False))
+
+
+class SentenceLookup(Protocol):
+    """Stored sentence vectors, looked up by the sentence's text."""
+
+    def get_many(self, texts: list[str]) -> list[np.ndarray | None]:
+        """The stored vector (float32) of each text, or None where there is none."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What retrieval and answering need of an index, whatever engine holds it.
+
+    Rows are integers the store gives its chunks; a row found by one search names the
+    same chunk in :meth:`chunks_at` until the store is reloaded.  Implementations:
+    :class:`IndexStore` (FAISS and BM25 files in a folder, the default) and
+    :class:`rag.milvus_store.MilvusStore` (a Milvus collection, embedded or a server).
+    """
+
+    manifest: dict[str, Any]
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def sentences(self) -> SentenceLookup | None: ...
+
+    def count(self) -> int:
+        """How many chunks a search can return."""
+        ...
+
+    def search_dense(self, vector: np.ndarray, n: int) -> list[tuple[int, float]]:
+        """(row, inner product) of the ``n`` chunks nearest a unit ``vector``, best first."""
+        ...
+
+    def search_lexical(self, query: str, n: int) -> list[tuple[int, float]]:
+        """(row, BM25 score) of the ``n`` best chunks for ``query``'s terms, best first."""
+        ...
+
+    def chunks_at(self, rows: list[int]) -> list[Chunk]:
+        """The chunks a search returned as ``rows``, in that order."""
+        ...
+
+    def chunks_by_id(self, chunk_ids: list[str]) -> list[Chunk]:
+        """The chunks with these ids, in that order (ids not in the index are left out)."""
+        ...
+
+    def has_term(self, term: str) -> bool:
+        """Whether the (tokenized) ``term`` occurs in any chunk."""
+        ...
 
 
 def sentence_texts(chunks: list[Chunk]) -> list[str]:
@@ -158,6 +216,41 @@ class IndexStore:
 
     def row_of(self, chunk_id: str) -> int | None:
         return self._row.get(chunk_id)
+
+    # -- the Store protocol ----------------------------------------------------
+
+    def count(self) -> int:
+        return len(self.chunks)
+
+    def search_dense(self, vector: np.ndarray, n: int) -> list[tuple[int, float]]:
+        scores, rows = self.dense.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), n)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+    def search_lexical(self, query: str, n: int) -> list[tuple[int, float]]:
+        return self.lexical.search(query, n)
+
+    def chunks_at(self, rows: list[int]) -> list[Chunk]:
+        return [self.chunks[r] for r in rows]
+
+    def chunks_by_id(self, chunk_ids: list[str]) -> list[Chunk]:
+        return [self.chunks[r] for cid in chunk_ids if (r := self._row.get(cid)) is not None]
+
+    def has_term(self, term: str) -> bool:
+        return self.lexical.has_term(term)
+
+    def file_chunks(self, chunk_ids: list[str]) -> tuple[list[Chunk], np.ndarray] | None:
+        """The chunks with these ids and their vectors, or None unless the index has them all
+        (reused when updating an index)."""
+        rows = [r for cid in chunk_ids if (r := self._row.get(cid)) is not None]
+        if len(rows) != len(chunk_ids):
+            return None
+        return [self.chunks[r] for r in rows], self.vectors(rows)
+
+    def vectors_of_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of chunks whose text is one of ``texts`` (reused for re-cut chunks)."""
+        by_text = {c.text: n for n, c in enumerate(self.chunks)}
+        found = [t for t in dict.fromkeys(texts) if t in by_text]
+        return dict(zip(found, self.vectors([by_text[t] for t in found])))
 
     def vectors(self, rows: list[int]) -> np.ndarray:
         """Stored vectors of the given rows (reused when updating an index)."""
@@ -226,6 +319,67 @@ class IndexStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+#: In an index folder, names the engine that holds the index when it is not FAISS.
+STORE_FILE = "store.json"
+BACKENDS = ("faiss", "milvus")
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """Which engine an index is written to: ``faiss`` (files in the index folder) or ``milvus``
+    (``uri``: a milvus-lite file, relative to the index folder, or a server's ``http://…``)."""
+
+    backend: str = "faiss"
+    uri: str | None = None
+    collection: str = "rag_chunks"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown store {self.backend!r}; use one of: {', '.join(BACKENDS)}")
+
+    def resolved_uri(self, index_dir: Path) -> str:
+        uri = self.uri or "milvus.db"
+        if "://" in uri:
+            return uri
+        return str((Path(index_dir) / uri).resolve())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "uri": self.uri or "milvus.db", "collection": self.collection}
+
+
+def recorded_target(index_dir: Path) -> StoreTarget | None:
+    """The engine the index at ``index_dir`` was written to (None when nothing is there)."""
+    index_dir = Path(index_dir)
+    path = index_dir / STORE_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return StoreTarget(data["backend"], data.get("uri"), data.get("collection", "rag_chunks"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexMismatchError(f"{path} is unreadable ({exc}); {rebuild_hint(index_dir)} --rebuild") from None
+    return StoreTarget("faiss") if (readable_dir(index_dir) / MANIFEST).is_file() else None
+
+
+def write_target(index_dir: Path, target: StoreTarget) -> None:
+    """Record (atomically) that the index at ``index_dir`` lives in ``target``."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    tmp = index_dir / f".{STORE_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(target.to_dict(), indent=2), encoding="utf-8")
+    os.replace(tmp, index_dir / STORE_FILE)
+
+
+def open_store(index_dir: str | Path, *, model_id: str | None = None, dim: int | None = None) -> "Store":
+    """The index at ``index_dir``, from whichever engine holds it, checked against the embedder."""
+    index_dir = Path(index_dir)
+    target = recorded_target(index_dir)
+    if target is not None and target.backend == "milvus":
+        from rag.milvus_store import MilvusStore
+
+        return MilvusStore.load(target.resolved_uri(index_dir), target.collection, index_dir,
+                                model_id=model_id, dim=dim)
+    return IndexStore.load(index_dir, model_id=model_id, dim=dim)
+
+
 def readable_dir(index_dir: Path) -> Path:
     """Where the index at ``index_dir`` can be read now.
 
@@ -242,7 +396,16 @@ def readable_dir(index_dir: Path) -> Path:
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
-    """The manifest of the index at ``index_dir`` (see :func:`readable_dir`)."""
+    """The manifest of the index at ``index_dir`` (see :func:`readable_dir`), from whichever engine."""
+    target = recorded_target(index_dir) if (Path(index_dir) / STORE_FILE).is_file() else None
+    if target is not None and target.backend == "milvus":
+        from rag.milvus_store import MilvusStore
+
+        store = MilvusStore(target.resolved_uri(index_dir), target.collection, index_dir)
+        if not store.manifest:
+            raise IndexNotFoundError(f"no index in the Milvus store of {index_dir}; "
+                                     f"build one with: rag index FOLDER --index-dir {index_dir} --store milvus")
+        return store.manifest
     return _read_manifest_at(readable_dir(index_dir), index_dir)
 
 

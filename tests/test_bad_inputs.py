@@ -524,3 +524,17 @@ def test_search_refuses_a_foreign_index_with_one_line(what: str, workspace: tupl
         assert {"model_id": "all-mpnet-base-v2", "dim": "768", "format_version": "version"}[what] in line
         assert out == ""
     _tally(f"index built with another {what}")
+
+
+@pytest.mark.parametrize(("hidden", "make"), [
+    ("ray", "from rag.ray_indexing import RayWorkers\nRayWorkers('all-MiniLM-L6-v2')"),
+    ("pymilvus", "from rag.milvus_store import MilvusStore\nMilvusStore('/tmp/never-made/milvus.db')"),
+])
+def test_a_missing_scale_extra_is_named(hidden: str, make: str) -> None:
+    """--ray and --store milvus without the 'scale' extra say which extra to install."""
+    code = (f"import sys\nsys.modules[{hidden!r}] = None\ntry:\n"
+            + "".join(f"    {line}\n" for line in make.splitlines())
+            + "except Exception as e:\n    print(type(e).__name__, e)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("ConfigError") and "pip install -e '.[scale]'" in res.stdout
