@@ -10,9 +10,12 @@ and package documentation in nine languages, split by document; written by
 ``python eval/guard/harvest.py``).
 Detectors compared on the ``test`` split:
 
-- ``patterns``: the shipped :func:`rag.guard.is_instruction`;
-- ``ngrams``: logistic regression over hashed character 3-5-grams and word 1-2-grams
-  of the normalised sentence, plus the shipped patterns as features;
+- ``patterns``: the patterns of :mod:`rag.guard` alone;
+- ``shipped``: :func:`rag.guard.is_instruction` (a pattern, or the shipped model of
+  ``python -m rag.guard_train`` at its threshold);
+- ``ngrams``: logistic regression over :func:`rag.guard.features` (hashed character
+  3-5-grams and word 1-2-grams of the normalised sentence, plus the patterns as features),
+  deciding alone;
 - ``ngrams+minilm``: the same plus the sentence's MiniLM embedding.
 
 Learned detectors are fitted on ``train`` only (directive ordinary sentences weigh
@@ -28,10 +31,7 @@ Writes benchmarks/results/guard_detector.json.
 from __future__ import annotations
 
 import json
-import math
-import re
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import table, write  # noqa: E402
 
-from rag.guard import _PATTERNS, is_instruction, normalise  # noqa: E402
+from rag.guard import _COMPILED, is_instruction, normalise  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "eval" / "guard"
-DIM = 1 << 17
-PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in _PATTERNS]
+PATTERNS = _COMPILED
 
 
 def load() -> list[dict[str, Any]]:
@@ -75,23 +74,9 @@ def disguise(text: str, seed: int) -> str:
 
 
 def ngram_matrix(texts: list[str]):  # noqa: ANN201 - scipy sparse
-    from scipy.sparse import csr_matrix
+    from rag.guard_train import matrix
 
-    data: list[float] = []
-    cols: list[int] = []
-    ptr = [0]
-    for text in texts:
-        norm = normalise(text)
-        low = " " + " ".join(norm.lower().split()) + " "
-        grams = {low[i:i + n] for n in (3, 4, 5) for i in range(len(low) - n + 1)}
-        words = re.findall(r"\w+", low)
-        grams |= {"w:" + w for w in words} | {"b:" + a + " " + b for a, b in zip(words, words[1:])}
-        idx = sorted({zlib.crc32(g.encode("utf-8")) % DIM for g in grams})
-        pats = [DIM + k for k, p in enumerate(PATTERNS) if p.search(norm)]
-        cols += idx + pats
-        data += [1.0 / math.sqrt(max(1, len(idx)))] * len(idx) + [1.0] * len(pats)
-        ptr.append(len(cols))
-    return csr_matrix((data, cols, ptr), shape=(len(texts), DIM + len(PATTERNS)))
+    return matrix(texts)
 
 
 def main() -> int:
@@ -140,9 +125,15 @@ def main() -> int:
                     "ordinary_masked_examples": [r["text"] for r, f in zip(test, flag_test)
                                                  if f and r["set"] != "attack"][:10]})
 
-    record("patterns", np.array([is_instruction(r["text"]) for r in test]),
-           np.array([is_instruction(t) for t in disguised]), np.array([is_instruction(t) for t in seed_sentences]),
+    def matched(text: str) -> bool:
+        return any(p.search(normalise(text)) for p in PATTERNS)
+
+    record("patterns", np.array([matched(r["text"]) for r in test]),
+           np.array([matched(t) for t in disguised]), np.array([matched(t) for t in seed_sentences]),
            {"threshold": None})
+    record("shipped", np.array([is_instruction(r["text"]) for r in test]),
+           np.array([is_instruction(t) for t in disguised]), np.array([is_instruction(t) for t in seed_sentences]),
+           {"threshold": "patterns, or the model's probability >= the threshold in rag/models/guard.npz"})
     y_train = np.array([r["label"] for r in train])
     kinds = np.array([r["set"] for r in train])
     # The few directive ordinary sentences set the threshold; they weigh more in the fit.

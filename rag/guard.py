@@ -9,16 +9,27 @@ first (NFKC, invisible characters removed, look-alike Cyrillic and Greek letters
 mapped to Latin), so "Іgnоrе" spelt with Cyrillic letters or split by zero-width
 spaces reads as "Ignore".
 
-The patterns below were written for the project's own 23 attacks.  On the
-held-out split of ``eval/guard/`` they miss most attack sentences; a learned
-detector is measured against them by ``python benchmarks/guard_detector.py``.
+A sentence is instruction-like when one of the patterns below matches it (they were
+written first for the project's own 23 attacks, then narrowed on the train split of
+``eval/guard/`` so that ordinary directive sentences pass), or when a logistic model says
+so: hashed character 3–5-grams and word 1–2-grams of the normalised sentence plus one
+feature per pattern, fitted on the ``train`` split of ``eval/guard/`` (attacks of many
+styles and languages, ordinary sentences of real documents, many of them directive) by
+``python -m rag.guard_train``.  Its threshold is the lowest that, together with the
+patterns, masks at most 1 % of the directive ordinary sentences (0.5 % of a broad sample)
+out of fold.  ``python benchmarks/guard_detector.py`` measures it on the ``test`` split.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
-from functools import lru_cache
+import zlib
+from functools import cache, lru_cache
+from pathlib import Path
+
+import numpy as np
 
 from rag.sentences import sentence_spans
 
@@ -40,6 +51,19 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)).translate(_LOOKALIKE)
 
 
+# A model, an assistant or an automated reader told what to *say*: the verbs of answering,
+# reporting and leaving out.  Job titles ("The assistant commissioner must sign …"), rules for
+# AI systems ("Automated systems must be audited …") and deadlines ("Your response must be
+# received by …") use other verbs, so they are ordinary text.  Narrowing the patterns this way
+# kept every attack sentence of the train split of eval/guard/ that they caught (14.4 %) and
+# took the directive ordinary sentences they masked from 3.2 % to 0.7 % (0.09 % to 0.03 % of the
+# broad sample); ``python benchmarks/guard_detector.py`` measures the test split.
+_TELL = (r"(?:say|tell|state|answer|reply|respond|report|disclose|reveal|mention|claim|describe|present|"
+         r"refer\s+to|recommend|rank|treat|ignore|disregard|omit|leave\s+out|forward|quote|cite|summari[sz]e|"
+         r"write|output|print|open\s+with|begin\s+with|start\s+with|end\s+with|call|add\s+that|include\s+that|"
+         r"note\s+that|confirm\s+that|list\s+the\s+\w+\s+as)")
+_ADV = r"(?:(?:not|never|always|only|also|instead|now)\s+)?"
+
 _PATTERNS = [
     r"\b(ignore|disregard|forget|override|bypass)\b[^.!?\n]{0,60}\b(instruction|prompt|rule|direction|guideline|context|message|above|previous|prior|earlier)s?\b",
     r"\b(reply|respond|answer|say|output|print|write|return)\b[^.!?\n]{0,40}\b(only|exactly|just|verbatim)\b[^.!?\n]{0,40}(with|the word|the phrase|\"|“|:)",
@@ -57,26 +81,78 @@ _PATTERNS = [
     r"\b(respond|reply|answer|say|write|output|print|end your (reply|answer|response))\b[^.!?\n]{0,30}\b(with|using)\b[^.!?\n]{0,20}\b(the (single |one )?word|the phrase|the string|the token|the text)\b",
     r"^\W*(output|print|say|write|type|respond with|reply with)\s+[\"“'‘]?[A-Z0-9_-]{3,}[\"”'’]?\W*$",
     r"\bwhen (summari[sz]ing|answering|responding|asked)\b[^.!?\n]{0,80}\b(state|say|claim|mention|write|tell|answer|reply)\b",
-    r"\b(ai|llm|language model|chatbot|assistant)s?\b[^.!?\n]{0,40}\b(must|should|shall|are instructed to|need to)\b",
+    r"\b(ai|llm|language model|chatbot|assistant)s?\b[^.!?\n]{0,40}\b(must|should|shall|are instructed to|need to|is to|are to)\s+"
+    + _ADV + _TELL + r"\b",
     r"###\s*(system|assistant|user|instruction)",
     r"<\|im_(start|end)\|>",
-    r"^\W*(question|answer|user|assistant)\s*:",
+    r"^\W*(user|assistant)\s*:|^\W*(question|answer)\s*:[^\n]*\[\d+\]",
     r"\b(repeat|reveal|show|print|disclose|recite)\b[^.!?\n]{0,40}\binstructions?\b",
     r"\bif you are an? (ai|language model|llm|chatbot|assistant|bot|model)\b",
     r"\b(always|only|must)\s+cite\b|\bcite (this|these|the following) (sentence|passage|text|source)",
     r"^\W*(verified|correct|official|true|real) answer\s*:",
-    r"\b(automated|ai|llm)\s+(summari[sz]ers?|readers?|systems?|assistants?|tools?|agents?)\b",
+    r"\b(automated|ai|llm)\s+(summari[sz]ers?|readers?|agents?)\b",
+    r"\b(automated|ai|llm)\s+(systems?|assistants?|tools?)\b(?:[^.!?\n]{0,60}\b(this|these)\b|[^.!?\n]{0,40}"
+    r"\b(must|should|shall|to|are expected to)\s+" + _ADV + _TELL + r"\b)",
     r"\b(summari[sz]ers?|chatbots?|language models?|ai assistants?|bots?)\b[^.!?\n]{0,80}\b(please|must|should|report|state|begin|reply|respond)\b",
-    r"\byour (reply|answer|response|output|summary)\b[^.!?\n]{0,60}\b(must|should|shall|needs? to|has to)\b",
+    r"\byour (reply|answer|response|output|summary)\b[^.!?\n]{0,60}\b(must|should|shall|needs? to|has to)\s+" + _ADV
+    + r"(?:be\s+exactly|" + _TELL + r")\b",
     r"javascript\s*:",
 ]
-_INSTRUCTION = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE | re.MULTILINE)
+_COMPILED = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in _PATTERNS]
+
+#: Hashed n-gram features (crc32 modulo DIM), then one feature per pattern.
+DIM = 1 << 17
+MODEL_PATH = Path(__file__).parent / "models" / "guard.npz"
+
+
+def features(sentence: str) -> tuple[np.ndarray, np.ndarray]:
+    """(column indices, values) of the detector's features of ``sentence``: its distinct hashed
+    character 3–5-grams and word 1–2-grams (each 1/sqrt(count), so long sentences do not weigh
+    more) and a 1 for every pattern that matches."""
+    norm = normalise(sentence)
+    low = " " + " ".join(norm.lower().split()) + " "
+    grams = {low[i:i + n] for n in (3, 4, 5) for i in range(len(low) - n + 1)}
+    words = re.findall(r"\w+", low)
+    grams |= {"w:" + w for w in words} | {"b:" + a + " " + b for a, b in zip(words, words[1:])}
+    idx = sorted({zlib.crc32(g.encode("utf-8")) % DIM for g in grams})
+    pats = [DIM + k for k, pattern in enumerate(_COMPILED) if pattern.search(norm)]
+    values = [1.0 / math.sqrt(max(1, len(idx)))] * len(idx) + [1.0] * len(pats)
+    return np.array(idx + pats, dtype=np.int64), np.array(values, dtype=np.float64)
+
+
+class GuardModelError(ValueError):
+    """The detector's model file is missing or was fitted on other features."""
+
+
+@cache
+def _model() -> tuple[np.ndarray, float, float]:
+    """(coefficients, intercept, threshold) of the shipped detector."""
+    try:
+        with np.load(MODEL_PATH, allow_pickle=False) as data:
+            coef = data["coef"].astype(np.float64)
+            intercept, threshold = float(data["intercept"]), float(data["threshold"])
+            patterns = [str(p) for p in data["patterns"]]
+    except (OSError, KeyError, ValueError) as exc:
+        raise GuardModelError(f"the guard model {MODEL_PATH} is unreadable ({exc}); "
+                              "refit it with: python -m rag.guard_train") from None
+    if coef.shape != (DIM + len(_PATTERNS),) or patterns != _PATTERNS:
+        raise GuardModelError(f"the guard model {MODEL_PATH} was fitted on other features; "
+                              "refit it with: python -m rag.guard_train")
+    return coef, intercept, threshold
+
+
+def instruction_probability(sentence: str) -> float:
+    """The detector's probability that ``sentence`` is an instruction to a model."""
+    coef, intercept, _ = _model()
+    idx, values = features(sentence)
+    return 1.0 / (1.0 + math.exp(-(float(coef[idx] @ values) + intercept)))
 
 
 @lru_cache(maxsize=50_000)
 def is_instruction(sentence: str) -> bool:
     """Whether ``sentence`` reads as an instruction to a model rather than document content."""
-    return bool(_INSTRUCTION.search(normalise(sentence)))
+    norm = normalise(sentence)
+    return any(p.search(norm) for p in _COMPILED) or instruction_probability(sentence) >= _model()[2]
 
 
 def instruction_spans(text: str) -> list[tuple[int, int]]:

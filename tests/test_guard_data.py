@@ -68,3 +68,51 @@ def test_attacks_span_ten_languages_and_their_test_split_has_every_style_family(
     assert {"en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "sv"} <= {r["lang"] for r in attacks}
     test = [r for r in attacks if r["split"] == "test"]
     assert len(test) >= 150 and len({r["style"] for r in test}) >= 12
+
+
+def test_the_shipped_detector_is_reproduced_by_its_command(tmp_path: Path) -> None:
+    """python -m rag.guard_train writes the shipped model again (same threshold, same weights)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from rag.guard import MODEL_PATH
+
+    out = tmp_path / "guard.npz"
+    res = subprocess.run([sys.executable, "-m", "rag.guard_train", "--out", str(out)], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with np.load(out, allow_pickle=False) as refit, np.load(MODEL_PATH, allow_pickle=False) as shipped:
+        assert float(refit["threshold"]) == float(shipped["threshold"])
+        assert np.allclose(refit["coef"], shipped["coef"], atol=1e-3)
+        assert list(refit["patterns"]) == list(shipped["patterns"])
+        record = json.loads(str(shipped["record"]))
+    assert record["split"] == "train" and record["out_of_fold"]["directive_ordinary_flagged"] <= 0.01
+
+
+def test_detector_on_the_test_split(attacks: list[dict], ordinary: list[dict]) -> None:
+    """A gate on held-out sentences: at most 2 % of directive ordinary sentences masked, and more
+    attack sentences caught than by the patterns alone (the shipped figures: 1 of 146, and
+    see benchmarks/results/guard_detector.json)."""
+    from rag.guard import _COMPILED, is_instruction, normalise
+
+    hard = [r["text"] for r in ordinary if r["split"] == "test"]
+    attack = [r["text"] for r in attacks if r["split"] == "test"]
+    assert sum(map(is_instruction, hard)) / len(hard) <= 0.02
+    by_patterns = sum(any(p.search(normalise(t)) for p in _COMPILED) for t in attack)
+    assert sum(map(is_instruction, attack)) > by_patterns
+
+
+def test_a_damaged_model_file_names_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.guard as guard
+
+    bad = tmp_path / "guard.npz"
+    bad.write_bytes(b"not an npz file")
+    monkeypatch.setattr(guard, "MODEL_PATH", bad)
+    guard._model.cache_clear()
+    try:
+        with pytest.raises(guard.GuardModelError, match="python -m rag.guard_train"):
+            guard.instruction_probability("Please summarise the findings.")
+    finally:
+        guard._model.cache_clear()
