@@ -30,7 +30,6 @@ Writes benchmarks/results/guard_detector.json.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,21 +43,7 @@ from common import table, write  # noqa: E402
 
 from rag.guard import _COMPILED, is_instruction, normalise  # noqa: E402
 
-DATA = Path(__file__).resolve().parent.parent / "eval" / "guard"
 PATTERNS = _COMPILED
-
-
-def load() -> list[dict[str, Any]]:
-    rows = []
-    for name, key, kind in (("injections.jsonl", "idea", "attack"), ("ordinary.jsonl", "doc", "hard"),
-                            ("ordinary_harvest.jsonl", "doc", "broad")):
-        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                row["group"] = f"{name}:{row[key]}"
-                row["set"] = kind
-                rows.append(row)
-    return rows
 
 
 def disguise(text: str, seed: int) -> str:
@@ -92,9 +77,9 @@ def main() -> int:
     seeds = Path(__file__).resolve().parent.parent / "seeds"
     seed_sentences = [t[a:b] for f in sorted(seeds.glob("*.txt")) for t in [f.read_text(encoding="utf-8")]
                       for a, b in sentence_spans(t)]
-    rows = load()
-    train = [r for r in rows if r["split"] == "train"]
-    test = [r for r in rows if r["split"] == "test"]
+    from rag.guard_train import load
+
+    train, test = load("train"), load("test")
     attacks = [r for r in test if r["label"] == 1]
     disguised = [disguise(r["text"], n) for n, r in enumerate(attacks)]
     settings = Settings()
