@@ -64,7 +64,8 @@ def index_cmd(
     store: Annotated[Optional[str], typer.Option(
         "--store", help="faiss or milvus (needs the 'scale' extra); default: where the index is, else faiss.")] = None,
     store_uri: Annotated[Optional[str], typer.Option(
-        "--store-uri", help="For milvus: a milvus-lite file (default INDEX_DIR/milvus.db) or http://host:19530.")] = None,
+        "--store-uri", help="For milvus: a milvus-lite file (a path relative to the index folder; default milvus.db) "
+        "or a server, http://host:19530.")] = None,
 ) -> None:
     """Build or update the index of a folder (unchanged files are not re-embedded)."""
     workers = None

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.errors import RagError
 from rag.sentences import sentence_spans
 
 MASK = "[instruction-like text removed]"
@@ -120,7 +121,7 @@ def features(sentence: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(idx + pats, dtype=np.int64), np.array(values, dtype=np.float64)
 
 
-class GuardModelError(ValueError):
+class GuardModelError(RagError):
     """The detector's model file is missing or was fitted on other features."""
 
 

@@ -16,7 +16,9 @@ next generation (unseen so far), then in one property write publishes the new ma
 generation while hiding the versions it replaces, and only then deletes those.  A crash at
 any point leaves the old or the new index visible, never half of a document; the next update
 deletes what a crash left.  A store opened before an update never sees its new rows, and loses
-the replaced versions only at the update's last step (the assistant reloads right after).  Sentence vectors are keyed by
+the replaced versions only at the update's last step (the assistant reloads right after).
+One writer at a time: an update that finds another has published since it began stops with
+an error before it deletes or publishes anything (a check, not a lock).  Sentence vectors are keyed by
 their text, so one left behind by a removed document is never wrong, only unused; they are
 dropped with ``--rebuild``.
 
@@ -72,6 +74,8 @@ class _Client:
         method = getattr(self._client, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if name in _RPCS:
+                kwargs.setdefault("timeout", RPC_TIMEOUT_S)  # a stalled server fails, never hangs
             try:
                 return method(*args, **kwargs)
             except self._errors as exc:
@@ -80,6 +84,10 @@ class _Client:
         return call
 
 
+#: Seconds a call to the Milvus server may take (a bulk insert of 512 rows takes well under 1 s).
+RPC_TIMEOUT_S = 60.0
+_RPCS = frozenset({"search", "query", "upsert", "delete", "flush", "has_collection", "describe_collection",
+                   "create_collection", "drop_collection", "load_collection", "alter_collection_properties"})
 _CLIENTS: dict[str, _Client] = {}
 _CLIENTS_LOCK = threading.Lock()
 
@@ -114,7 +122,10 @@ def _sentence_key(text: str) -> int:
 
 
 def _quote(values: list[str]) -> str:
-    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+    """A list of string literals for a Milvus filter expression.  Milvus reads \\" and \\\\ but
+    not \\u escapes, so letters outside ASCII are written as they are (milvus-lite has no
+    filter templates to pass values apart)."""
+    return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in values) + "]"
 
 
 def versions_of(manifest: dict[str, Any]) -> dict[str, str]:
@@ -300,10 +311,13 @@ class MilvusStore:
         params.add_index(field_name="dense", index_type="FLAT", metric_type="IP")
         params.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                          params={"bm25_k1": BM25_K1, "bm25_b": BM25_B})
-        self.client.create_collection(self.collection, schema=schema, index_params=params)
+        # Strong consistency: a search right after an update sees all of it (by default a Milvus
+        # server may answer from a view a few seconds old).
+        self.client.create_collection(self.collection, schema=schema, index_params=params, consistency_level="Strong")
         if not self.client.has_collection(self.sentence_collection):
             self.client.create_collection(self.sentence_collection, dimension=dim, primary_field_name="key",
-                                          vector_field_name="vector", id_type="int", metric_type="IP")
+                                          vector_field_name="vector", id_type="int", metric_type="IP",
+                                          consistency_level="Strong")
 
     def _publish(self, manifest: dict[str, Any], gen: int, hidden: list[str]) -> None:
         """Make ``manifest`` and the rows of generations up to ``gen`` (but ``hidden`` versions)
@@ -332,6 +346,7 @@ class MilvusStore:
             self._create(dim)
         manifest = dict(manifest, tokenizer=TOKENIZER, index_type="milvus")
         manifest["counts"] = {**manifest.get("counts", {}), "chunks": len(chunks), "sentences": len(sentence_texts)}
+        self._check_unchanged()
         old = set(versions_of(self.manifest).values())
         new_of = versions_of(manifest)
         new = set(new_of.values())
@@ -352,9 +367,26 @@ class MilvusStore:
         self._write_sentences(sentence_texts, sentence_vectors)
         self.client.flush(self.collection)
         stale = sorted(old - new)
+        try:
+            self._check_unchanged()  # and once more before publishing
+        except StoreError:
+            # The other writer's generation has this number too: take back what was written here.
+            ids = [r["id"] for r in rows]
+            for i in range(0, len(ids), 1000):
+                self.client.delete(self.collection, ids=ids[i:i + 1000])
+            raise
         self._publish(manifest, gen, stale)
         self._delete_versions(stale)
         self._publish(manifest, gen, [])
+
+    def _check_unchanged(self) -> None:
+        """Refuse to go on when another writer published since this store was opened: its rows
+        would be taken for leftovers, or the two updates' rows mixed.  (One writer at a time is
+        the rule: this catches a second one, it does not lock.)"""
+        current = self._state() if self.client.has_collection(self.collection) else None
+        if (current["gen"] if current else 0) != self.gen:
+            raise StoreError(f"the index in '{self.collection}' at {self.uri} was updated by another writer "
+                             "at the same time; run rag index again")
 
     def drop(self) -> None:
         """Delete both collections of this index (after another took its place)."""

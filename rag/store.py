@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -336,6 +337,9 @@ class StoreTarget:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown store {self.backend!r}; use one of: {', '.join(BACKENDS)}")
+        if self.uri and re.fullmatch(r"[\w.-]+:\d+", self.uri):
+            raise ValueError(f"store URI {self.uri!r} looks like a server without a scheme; "
+                             f"write http://{self.uri} (a milvus-lite file is a path ending in .db)")
 
     def resolved_uri(self, index_dir: Path) -> str:
         uri = self.uri or "milvus.db"

@@ -81,16 +81,19 @@ def test_answers_on_milvus_match_answers_on_faiss(milvus_index: Path, seed_index
 
 def test_reindexing_an_edit_rewrites_only_that_document(tmp_path: Path, seeds_dir: Path, embedder) -> None:  # noqa: ANN001
     corpus = writable_copy(seeds_dir, tmp_path / "corpus")
+    # A name with letters outside ASCII and a quote: it ends up inside Milvus filter expressions.
+    (corpus / "Résumé « défense » 日本 \"q\".md").write_text(
+        "# Résumé\n\nThe depot in Kestrel Bay stores 17 spare rotor blades for the fleet.\n", encoding="utf-8")
     index_dir = tmp_path / "index"
     index_folder(corpus, index_dir, embedder, show_progress=False, store=MILVUS)
     store = open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim)
     assert isinstance(store, MilvusStore)
     before = {(r["version"], r["chunk"]["id"]) for r in _rows(store)}
-    edited = sorted(corpus.glob("*.txt"))[1]
+    edited = next(corpus.glob("Résumé*.md"))
     edited.write_text(edited.read_text(encoding="utf-8") + "\n\nA closing note on the zephyr quota of 4,812 units.\n",
                       encoding="utf-8")
     report = index_folder(corpus, index_dir, embedder, show_progress=False)  # stays in Milvus
-    assert report.updated == [edited.name] and len(report.unchanged) == 1
+    assert report.updated == [edited.name] and len(report.unchanged) == 2
     store = open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim)
     after = {(r["version"], r["chunk"]["id"]) for r in _rows(store)}
     kept = {row for row in before if not row[0].startswith(edited.name + "@")}
@@ -104,7 +107,34 @@ def test_reindexing_an_edit_rewrites_only_that_document(tmp_path: Path, seeds_di
     edited.unlink()
     index_folder(corpus, index_dir, embedder, show_progress=False)
     store = open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim)
-    assert {r["chunk"]["source"] for r in _rows(store)} == {p.name for p in corpus.glob("*.txt")}
+    assert {r["chunk"]["source"] for r in _rows(store)} == {p.name for p in corpus.iterdir() if p.suffix in (".txt", ".md")}
+    # A writer that started before another update published fails instead of mixing the two.
+    stale = open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+    (corpus / "late.md").write_text("# Late\n\nA note added by a second writer.\n", encoding="utf-8")
+    index_folder(corpus, index_dir, embedder, show_progress=False)
+    with pytest.raises(StoreError, match="at the same time"):
+        stale.write([], embedder.embed_documents([]), stale.manifest, [], embedder.embed_documents([]))
+    store = open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim)  # the second writer's index, whole
+    assert "late.md" in store.manifest["files"] and len(_rows(store)) == store.count()
+    assert Retriever(store, embedder).search("note added by a second writer", 1)[0].chunk.source == "late.md"
+    # A writer overtaken while it writes (another update publishes meanwhile) does not publish.
+    slow = open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+    name = "late.md"
+    chunks, vectors = slow.file_chunks(slow.manifest["files"][name]["chunk_ids"])
+    manifest = {**slow.manifest, "files": {name: {**slow.manifest["files"][name], "hash": "0" * 64}}}
+    (corpus / "later.md").write_text("# Later\n\nA third note.\n", encoding="utf-8")
+    real = slow._write_sentences
+
+    def overtaken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        index_folder(corpus, index_dir, embedder, show_progress=False)  # the other writer publishes now
+        return real(*args, **kwargs)
+
+    slow._write_sentences = overtaken
+    with pytest.raises(StoreError, match="at the same time"):
+        slow.write(chunks, vectors, manifest, [], vectors[:0])
+    store = open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+    assert "later.md" in store.manifest["files"] and len(_rows(store)) == store.count()
+    assert not any(r["version"] == f"{name}@{'0' * 64}" for r in _rows(store))
 
 
 def test_a_crash_mid_update_leaves_the_old_index_whole(tmp_path: Path, seeds_dir: Path, embedder,  # noqa: ANN001
@@ -148,6 +178,8 @@ def test_switching_engine_needs_rebuild(tmp_path: Path, seeds_dir: Path, embedde
     index_folder(seeds_dir, index_dir, embedder, show_progress=False, store=MILVUS)
     with pytest.raises(IndexingError, match="--rebuild"):
         index_folder(seeds_dir, index_dir, embedder, show_progress=False, store=StoreTarget("faiss"))
+    with pytest.raises(ValueError, match="http://localhost:19530"):
+        StoreTarget("milvus", "localhost:19530")
     report = index_folder(seeds_dir, index_dir, embedder, show_progress=False, store=StoreTarget("faiss"), rebuild=True)
     assert report.chunks > 0 and not (index_dir / STORE_FILE).exists()
     assert isinstance(open_store(index_dir, model_id=embedder.model_id, dim=embedder.dim), IndexStore)
