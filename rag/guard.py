@@ -106,19 +106,27 @@ DIM = 1 << 17
 MODEL_PATH = Path(__file__).parent / "models" / "guard.npz"
 
 
-def features(sentence: str) -> tuple[np.ndarray, np.ndarray]:
-    """(column indices, values) of the detector's features of ``sentence``: its distinct hashed
-    character 3–5-grams and word 1–2-grams (each 1/sqrt(count), so long sentences do not weigh
-    more) and a 1 for every pattern that matches."""
-    norm = normalise(sentence)
+def _matching(norm: str) -> list[int]:
+    """The patterns that match the normalised sentence ``norm``, by number."""
+    return [k for k, pattern in enumerate(_COMPILED) if pattern.search(norm)]
+
+
+def _features(norm: str, matching: list[int]) -> tuple[np.ndarray, np.ndarray]:
     low = " " + " ".join(norm.lower().split()) + " "
     grams = {low[i:i + n] for n in (3, 4, 5) for i in range(len(low) - n + 1)}
     words = re.findall(r"\w+", low)
     grams |= {"w:" + w for w in words} | {"b:" + a + " " + b for a, b in zip(words, words[1:])}
     idx = sorted({zlib.crc32(g.encode("utf-8")) % DIM for g in grams})
-    pats = [DIM + k for k, pattern in enumerate(_COMPILED) if pattern.search(norm)]
-    values = [1.0 / math.sqrt(max(1, len(idx)))] * len(idx) + [1.0] * len(pats)
-    return np.array(idx + pats, dtype=np.int64), np.array(values, dtype=np.float64)
+    values = [1.0 / math.sqrt(max(1, len(idx)))] * len(idx) + [1.0] * len(matching)
+    return np.array(idx + [DIM + k for k in matching], dtype=np.int64), np.array(values, dtype=np.float64)
+
+
+def features(sentence: str) -> tuple[np.ndarray, np.ndarray]:
+    """(column indices, values) of the detector's features of ``sentence``: its distinct hashed
+    character 3–5-grams and word 1–2-grams (each 1/sqrt(count), so long sentences do not weigh
+    more) and a 1 for every pattern that matches."""
+    norm = normalise(sentence)
+    return _features(norm, _matching(norm))
 
 
 class GuardModelError(RagError):
@@ -142,18 +150,23 @@ def _model() -> tuple[np.ndarray, float, float]:
     return coef, intercept, threshold
 
 
+def _probability(idx: np.ndarray, values: np.ndarray) -> float:
+    coef, intercept, _ = _model()
+    return 1.0 / (1.0 + math.exp(-(float(coef[idx] @ values) + intercept)))
+
+
 def instruction_probability(sentence: str) -> float:
     """The detector's probability that ``sentence`` is an instruction to a model."""
-    coef, intercept, _ = _model()
-    idx, values = features(sentence)
-    return 1.0 / (1.0 + math.exp(-(float(coef[idx] @ values) + intercept)))
+    return _probability(*features(sentence))
 
 
 @lru_cache(maxsize=50_000)
 def is_instruction(sentence: str) -> bool:
     """Whether ``sentence`` reads as an instruction to a model rather than document content."""
     norm = normalise(sentence)
-    return any(p.search(norm) for p in _COMPILED) or instruction_probability(sentence) >= _model()[2]
+    if any(p.search(norm) for p in _COMPILED):
+        return True
+    return _probability(*_features(norm, [])) >= _model()[2]  # no pattern matched: no pattern feature
 
 
 def instruction_spans(text: str) -> list[tuple[int, int]]:

@@ -28,8 +28,8 @@ from rag.chunking import chunk_document
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, LoaderError, RagError
 from rag.loaders import CATALOG_NAME, content_hash, is_supported, load_document, read_catalog
-from rag.store import (FORMAT_VERSION, STORE_FILE, IndexStore, SentenceVectors, Store, StoreTarget, recorded_target,
-                       sentence_texts, write_target)
+from rag.store import (DEFAULT_COLLECTION, FORMAT_VERSION, STORE_FILE, IndexStore, SentenceVectors, Store,
+                       StoreTarget, recorded_target, sentence_texts, write_target)
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ def index_folder(
     vectors = np.vstack([v for _, v in kept] + [vectors_new]) if chunks else vectors_new
     if save and target.backend == "milvus":
         _write_milvus(index_dir, target, old, report.rebuilt_reason, chunks, vectors, manifest,
-                      sentence_list, sentence_vectors, progress)
+                      sentence_list, sentence_vectors, sentence_todo, progress)
     elif save:
         sentences = SentenceVectors.from_texts(sentence_list, sentence_vectors)
         IndexStore.build(chunks, vectors, manifest, sentences).save(index_dir)
@@ -354,19 +354,22 @@ def index_folder(
 
 
 def _write_milvus(index_dir: Path, target: StoreTarget, old: Store | None, rebuilt_reason: str,
-                  chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any],
-                  sentence_list: list[str], sentence_vectors: np.ndarray, progress: bool) -> None:
+                  chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any], sentence_list: list[str],
+                  sentence_vectors: np.ndarray, sentence_todo: list[int], progress: bool) -> None:
     """Update the Milvus collection in place, or (a new index, or a rebuild) write a new
-    collection and switch ``store.json`` to it once it is complete, then drop the old one."""
+    collection and switch ``store.json`` to it once it is complete, then drop the old one.
+    In place, only the sentences the old index lacked (``sentence_todo``) are written."""
     from rag.milvus_store import MilvusStore
 
     uri = target.resolved_uri(index_dir)
+    manifest = dict(manifest, counts={**manifest["counts"], "sentences": len(sentence_list)})
     if old is not None and not rebuilt_reason:
-        MilvusStore(uri, target.collection, index_dir).write(chunks, vectors, manifest, sentence_list, sentence_vectors,
-                                                             progress)
+        MilvusStore(uri, target.collection, index_dir).write(
+            chunks, vectors, manifest, [sentence_list[n] for n in sentence_todo], sentence_vectors[sentence_todo],
+            progress)
         write_target(index_dir, target)
         return
-    fresh = StoreTarget("milvus", target.uri, f"rag_chunks_{uuid.uuid4().hex[:8]}")
+    fresh = StoreTarget("milvus", target.uri, f"{DEFAULT_COLLECTION}_{uuid.uuid4().hex[:8]}")
     MilvusStore(uri, fresh.collection, index_dir).write(chunks, vectors, manifest, sentence_list, sentence_vectors,
                                                         progress)
     previous = recorded_target(index_dir)

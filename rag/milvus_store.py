@@ -27,7 +27,6 @@ Needs the ``scale`` extra (``pip install -e .[scale]``); pymilvus is imported on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -39,14 +38,11 @@ import numpy as np
 
 from rag.errors import ConfigError, IndexMismatchError, IndexNotFoundError, StoreError
 from rag.lexical import TOKENIZER, tokenize
+from rag.store import DEFAULT_COLLECTION, SentenceVectors, check_manifest
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
-#: The collection of chunks; sentences live in ``<name>_sentences``.
-DEFAULT_COLLECTION = "rag_chunks"
-#: The milvus-lite file inside the index folder when no URI is given.
-LITE_FILE = "milvus.db"
 _STATE = "rag.state"
 #: Rows per insert call (gRPC messages stay far below their 64 MiB limit at 384 dims).
 _BATCH = 512
@@ -110,15 +106,15 @@ def client_for(uri: str) -> _Client:
         return _CLIENTS[uri]
 
 
-def _row_key(version: str, chunk_id: str) -> int:
-    """A positive 63-bit primary key for a chunk of one document version."""
-    digest = hashlib.blake2b(f"{version}\0{chunk_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
 def _sentence_key(text: str) -> int:
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+    """The FAISS index's sentence key (:meth:`SentenceVectors.key`) made a positive INT64, as
+    Milvus primary keys are."""
+    return SentenceVectors.key(text) & ((1 << 63) - 1)
+
+
+def _row_key(version: str, chunk_id: str) -> int:
+    """The primary key of a chunk of one document version."""
+    return _sentence_key(f"{version}\0{chunk_id}")
 
 
 def _quote(values: list[str]) -> str:
@@ -147,9 +143,6 @@ class MilvusSentences:
             for row in self.client.query(self.collection, ids=unique[i:i + 1000], output_fields=["vector"]):
                 found[int(row["key"])] = np.asarray(row["vector"], dtype=np.float32)
         return [found.get(k) for k in keys]
-
-    def get(self, text: str) -> np.ndarray | None:
-        return self.get_many([text])[0]
 
 
 class MilvusStore:
@@ -180,8 +173,6 @@ class MilvusStore:
     def load(cls, uri: str, collection: str, index_dir: Path, *, model_id: str | None = None,
              dim: int | None = None) -> "MilvusStore":
         """Open and check the index; refuse one built by another embedder, dim or format."""
-        from rag.store import check_manifest
-
         store = cls(uri, collection, index_dir)
         if not store.manifest:
             raise IndexNotFoundError(f"no index in the Milvus collection '{collection}' at {uri}; "
@@ -337,15 +328,16 @@ class MilvusStore:
 
     def write(self, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any],
               sentence_texts: list[str], sentence_vectors: np.ndarray, progress: bool = False) -> None:
-        """Make the collection hold exactly ``chunks`` (and these sentences' vectors), touching
-        only the documents whose version changed (see the module's notes on consistency)."""
+        """Make the collection hold exactly ``chunks``, touching only the documents whose version
+        changed (see the module's notes on consistency), and add these sentences' vectors (the
+        caller passes those the collection lacks)."""
         from tqdm.auto import tqdm
 
         dim = int(manifest["embedder"]["dim"])
         if not self.client.has_collection(self.collection):
             self._create(dim)
         manifest = dict(manifest, tokenizer=TOKENIZER, index_type="milvus")
-        manifest["counts"] = {**manifest.get("counts", {}), "chunks": len(chunks), "sentences": len(sentence_texts)}
+        manifest["counts"] = {**manifest.get("counts", {}), "chunks": len(chunks)}
         self._check_unchanged()
         old = set(versions_of(self.manifest).values())
         new_of = versions_of(manifest)
@@ -395,10 +387,8 @@ class MilvusStore:
                 self.client.drop_collection(name)
 
     def _write_sentences(self, texts: list[str], vectors: np.ndarray) -> None:
-        have = self.sentences.get_many(texts)
-        rows = [{"key": _sentence_key(t), "vector": np.asarray(v, dtype=np.float32).tolist()}
-                for t, v, h in zip(texts, vectors, have) if h is None]
-        rows = list({r["key"]: r for r in rows}.values())
+        rows = list({(key := _sentence_key(t)): {"key": key, "vector": np.asarray(v, dtype=np.float32).tolist()}
+                     for t, v in zip(texts, vectors)}.values())
         for i in range(0, len(rows), _BATCH * 4):
             self.client.upsert(self.sentence_collection, rows[i:i + _BATCH * 4])
         if rows:

@@ -323,6 +323,9 @@ class IndexStore:
 #: In an index folder, names the engine that holds the index when it is not FAISS.
 STORE_FILE = "store.json"
 BACKENDS = ("faiss", "milvus")
+#: The milvus-lite file in the index folder when no URI is given, and the Milvus collection's name.
+LITE_FILE = "milvus.db"
+DEFAULT_COLLECTION = "rag_chunks"
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,7 @@ class StoreTarget:
 
     backend: str = "faiss"
     uri: str | None = None
-    collection: str = "rag_chunks"
+    collection: str = DEFAULT_COLLECTION
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -342,13 +345,13 @@ class StoreTarget:
                              f"write http://{self.uri} (a milvus-lite file is a path ending in .db)")
 
     def resolved_uri(self, index_dir: Path) -> str:
-        uri = self.uri or "milvus.db"
+        uri = self.uri or LITE_FILE
         if "://" in uri:
             return uri
         return str((Path(index_dir) / uri).resolve())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": self.backend, "uri": self.uri or "milvus.db", "collection": self.collection}
+        return {"backend": self.backend, "uri": self.uri or LITE_FILE, "collection": self.collection}
 
 
 def recorded_target(index_dir: Path) -> StoreTarget | None:
@@ -358,7 +361,7 @@ def recorded_target(index_dir: Path) -> StoreTarget | None:
     if path.is_file():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return StoreTarget(data["backend"], data.get("uri"), data.get("collection", "rag_chunks"))
+            return StoreTarget(data["backend"], data.get("uri"), data.get("collection", DEFAULT_COLLECTION))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IndexMismatchError(f"{path} is unreadable ({exc}); {rebuild_hint(index_dir)} --rebuild") from None
     return StoreTarget("faiss") if (readable_dir(index_dir) / MANIFEST).is_file() else None
@@ -401,15 +404,8 @@ def readable_dir(index_dir: Path) -> Path:
 
 def read_manifest(index_dir: Path) -> dict[str, Any]:
     """The manifest of the index at ``index_dir`` (see :func:`readable_dir`), from whichever engine."""
-    target = recorded_target(index_dir) if (Path(index_dir) / STORE_FILE).is_file() else None
-    if target is not None and target.backend == "milvus":
-        from rag.milvus_store import MilvusStore
-
-        store = MilvusStore(target.resolved_uri(index_dir), target.collection, index_dir)
-        if not store.manifest:
-            raise IndexNotFoundError(f"no index in the Milvus store of {index_dir}; "
-                                     f"build one with: rag index FOLDER --index-dir {index_dir} --store milvus")
-        return store.manifest
+    if (Path(index_dir) / STORE_FILE).is_file():  # a Milvus index: the manifest is the collection's
+        return open_store(index_dir).manifest
     return _read_manifest_at(readable_dir(index_dir), index_dir)
 
 
