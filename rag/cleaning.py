@@ -121,6 +121,53 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
                 continue
             kept.append(ln)
         out.append(_paragraphs(kept))
+    return join_marked_hyphens(out)
+
+
+#: What PDFium puts where a line ends in a hyphen (U+FFFE; ``\x02`` in older builds).
+_HYPHEN_MARKS = ("\ufffe", "\x02")
+_MARKED = re.compile(r"(\w+)[\ufffe\x02]\s*(\w+)")
+_WORDS = re.compile(r"\w+(?:-\w+)*")
+
+
+def join_marked_hyphens(pages: list[str]) -> list[str]:
+    """Resolve PDFium's line-break hyphen marks: "reposi|tory" becomes "repository", but
+    "non|empty" stays "non-empty" when the document writes "non-empty" elsewhere more often
+    than "nonempty" (see ``resolve`` for words it spells neither way).
+
+    The mark does not say whether the hyphen was the typesetter's or the author's; the
+    document's own spelling of the same word elsewhere mostly does.  Measured on the QA
+    collection's ten PDFs (``eval/corpora``): 559 marks, 447 of them in words the document
+    also spells whole (415 joined, 32 hyphenated); of the 112 others, read one by one,
+    about one in seven is resolved wrongly ("check-sum", "commaseparated"), where leaving
+    the mark split every one of them into two tokens.
+    """
+    if not any(m in p for p in pages for m in _HYPHEN_MARKS):
+        return pages
+    counts: dict[str, int] = {}
+    for p in pages:
+        for w in _WORDS.findall(_MARKED.sub(" ", p)):  # the document's words, split ones left out
+            counts[w.lower()] = counts.get(w.lower(), 0) + 1
+
+    def resolve(m: re.Match[str]) -> str:
+        left, right = m.group(1), m.group(2)
+        hyphenated = counts.get(f"{left}-{right}".lower(), 0)
+        joined = counts.get(f"{left}{right}".lower(), 0)
+        if hyphenated != joined:
+            return f"{left}-{right}" if hyphenated > joined else left + right
+        # Spelled neither way: a hyphen before a digit or capital ("UTF-8") or between two
+        # words the document uses on their own ("network-mounted", "on-the-fly") is the
+        # author's; any other is the typesetter's ("charac-ter", "Com-mittee").
+        if right[0].isdigit() or right[0].isupper() or left[-1].isdigit():
+            return f"{left}-{right}"
+        if counts.get(left.lower(), 0) and counts.get(right.lower(), 0):
+            return f"{left}-{right}"
+        return left + right
+
+    out = []
+    for p in pages:
+        p = _MARKED.sub(resolve, p)
+        out.append(p.replace("\ufffe", "").replace("\x02", ""))
     return out
 
 
@@ -149,8 +196,8 @@ def _join_lines(lines: list[str]) -> str:
     for ln in lines[1:]:
         if re.search(r"[a-z]-$", out) and ln[:1].islower():
             out = out[:-1] + ln  # a word hyphenated at the line end
-        elif out.endswith(("\ufffe", "\x02")):
-            out = out[:-1] + ln  # PDFium's mark of a soft hyphen
+        elif out.endswith(_HYPHEN_MARKS):
+            out += ln  # PDFium's mark of a hyphen at a line break: resolved by join_marked_hyphens
         else:
             out += " " + ln
     return out

@@ -1,9 +1,10 @@
 """Regression gate on the test split of the QA collection (documents never used for fitting).
 
 Measured with ``rag eval eval/collection.json --split test`` (extractive backend, k = 5,
-the shipped rag/models/answering.json), 162 questions over 12 test documents:
-    recall@5 0.920  citation precision 0.705  citation recall 0.686
-    unanswerable abstained 0.760  answerable abstained 0.143  cited page holds the evidence 0.810
+the shipped rag/models/answering.json), 484 questions over 31 test documents, seven of
+the thirteen genres held out whole:
+    recall@5 0.944  citation precision 0.658  citation recall 0.704
+    unanswerable abstained 0.611  answerable abstained 0.121  cited page holds the evidence 0.854
 Floors sit 0.03 under those figures (ceilings 0.03 over); the README gives them per genre.
 That ``rag train`` reproduces the shipped model is checked where the README runs it
 (tests/test_readme.py), so the suite fits the models once.
@@ -20,13 +21,13 @@ from rag.learned import MODEL_PATH, load_models
 from rag.train import OFF_TOPIC
 
 GATE_MIN = {
-    "recall@5": 0.89,
-    "citation_precision": 0.67,
-    "citation_recall": 0.65,
-    "abstention_rate": 0.73,
-    "page_accuracy": 0.78,
+    "recall@5": 0.91,
+    "citation_precision": 0.63,
+    "citation_recall": 0.67,
+    "abstention_rate": 0.58,
+    "page_accuracy": 0.82,
 }
-GATE_MAX = {"false_abstention_rate": 0.17}
+GATE_MAX = {"false_abstention_rate": 0.15}
 
 
 @pytest.fixture(scope="module")

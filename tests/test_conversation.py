@@ -223,10 +223,11 @@ def test_bad_conversation_files_get_a_clear_error(tmp_path: Path, seeds_assistan
 
 
 def test_followup_set_is_built_from_checked_questions() -> None:
-    """Every item's evidence is that of a collection question (whose quotes are checked against
-    the documents by test_collection), and its split is that question's document's split."""
+    """Every item comes from an answerable collection question of its corpus; its evidence is
+    in its documents (on the page it gives), and its split is that of the documents it is about."""
     from rag.collection import load_collection
     from rag.conversation_eval import FOLLOWUPS, is_followup_set, load_followups
+    from rag.evaluation import QAItem, dataset_errors
 
     assert is_followup_set(FOLLOWUPS) and not is_followup_set(ROOT / "eval" / "dev.jsonl")
     items = load_followups(FOLLOWUPS)
@@ -234,8 +235,10 @@ def test_followup_set_is_built_from_checked_questions() -> None:
     for item in items:
         corpus = corpora[item["corpus"]]
         source = {q.id: q for q in corpus.items()}[item["from"]]
-        assert source.answerable and [e["quote"] for e in item["evidence"]] == [e["quote"] for e in source.evidence]
-        assert corpus.split_of(source) == item["split"], item["id"]
+        assert source.answerable, item["id"]
+        asked = QAItem(item["id"], item["question"], None, True, "followup", item["evidence"], item["doc"])
+        assert item["evidence"] and dataset_errors([asked], corpus.folder) == [], item["id"]
+        assert corpus.split_of(asked) == item["split"], item["id"]
         assert item["turns"] and item["question"].strip()
     follow = [i for i in items if i["followup"]]
     assert len(follow) >= 40 and len(items) - len(follow) >= 20

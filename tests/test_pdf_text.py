@@ -104,3 +104,22 @@ def test_toc_leader_lines_are_dropped() -> None:
     page = "Contents\n1 Introduction ........................ 1\n2 Usage . . . . . . . . . . . 4\nBody text follows."
     out = strip_page_furniture([page])[0]
     assert "...." not in out and ". . ." not in out and "Body text follows." in out
+
+
+def test_pdfium_hyphen_marks_are_resolved_by_the_documents_own_spelling() -> None:
+    # PDFium writes U+FFFE where a line ends in a hyphen, whether the typesetter's or the author's.
+    pages = [
+        "Check out the sources from the reposi\ufffe\ntory. A repository holds every release.\n"
+        "Set the variable to a non\ufffe\nempty value. A non-empty value turns it on.",
+        "Files are read as UTF\ufffe\n8 text, even on Debian\ufffe\nbased systems. Debian keeps based builds.\n"
+        "The decoder also handles charac\ufffeters in names, and the network\ufffe\nmounted disks of a "
+        "network where disks are mounted late.",
+    ]
+    out = " ".join(strip_page_furniture(pages))
+    assert "\ufffe" not in out
+    assert "from the repository." in out          # the document spells it whole elsewhere
+    assert "to a non-empty value" in out          # ... and hyphenated here
+    assert "as UTF-8 text" in out                 # a hyphen before a digit stays
+    assert "on Debian-based systems" in out       # two words the document uses on their own
+    assert "handles characters in names" in out   # a word neither way, halves not words: joined
+    assert "the network-mounted disks" in out
