@@ -29,26 +29,33 @@ _YEAR = re.compile(r"(?:1[5-9]\d\d|20\d\d)")
 _TIME_WORD = re.compile(rf"\b(?:in|since|until|till|by|from|before|after|during|of|{_MONTHS}(?: \d{{1,2}},?)?)\s+$",
                         re.IGNORECASE)
 
+# Words between the question word and the noun that says what is asked: "which Node.js
+# version", "what is the highest debhelper compatibility level" (not an auxiliary verb:
+# "what does setting X do" asks for no name).
+_MODIFIER = r"(?:(?!(?:does|do|did|is|are|was|were|can|could|should|will|would|has|have|had|must)\b)[\w.+-]+ )"
+_UP_TO_3 = _MODIFIER + "{0,3}"
+_UP_TO_2 = _MODIFIER + "{0,2}"
+
 _ASKS = [
-    ("date", re.compile(r"^(?:when|since when|until when)\b|\b(?:what|which) (?:is the |was the )?(?:\w+ )?"
+    ("date", re.compile(r"^(?:when|since when|until when)\b|\b(?:what|which) (?:is the |was the )?" + _UP_TO_3 + r""
                         r"(?:year|date|month|day)\b|"
                         r"\bin (?:what|which) year\b|\bon what date\b|\bhow long ago\b")),
-    ("version", re.compile(r"\b(?:what|which) (?:\w+ )?(?:version|release)\b|\bsince (?:what|which) \w+\b|"
+    ("version", re.compile(r"\b(?:what|which) " + _UP_TO_3 + r"(?:version|release)\b|\bsince (?:what|which) \w+\b|"
                            r"\bversion number\b")),
     ("number", re.compile(r"\bhow (?:many|much|long|large|big|often|far|old|high|fast|small)\b|"
-                          r"\b(?:what|which) (?:is the |are the )?(?:\w+ )?(?:number|amount|size|limit|maximum|"
+                          r"\b(?:what|which) (?:is the |are the )?" + _UP_TO_3 + r"(?:number|amount|size|limit|maximum|"
                           r"minimum|percentage|share|proportion|count|length|cost|price|fee|rate|total|sum|"
                           r"value|port|width|depth|threshold|range|distance|height|weight|capacity|duration|"
                           r"timeout|speed|frequency|temperature|volume|level|ratio|population|age|"
                           r"mode|permissions?|budget|salary|revenue|score|interval)\b|\bnumeric value\b")),
-    ("person", re.compile(r"^who\b|\bwhich (?:person|people|author|individual|developer|maintainer)s?\b|"
+    ("person", re.compile(r"(?:^|,\s*)who\b|\bwhich (?:person|people|author|individual|developer|maintainer)s?\b|"
                           r"\bwhose\b|\b(?:name|names) of the (?:person|author|people)\b|"
                           r"\bnames? of (?:the )?\w+ who\b")),
-    ("name", re.compile(r"\b(?:what|which) (?:is the )?(?:name|option|command|function|file|directory|folder|"
+    ("name", re.compile(r"\b(?:what|which) (?:is the )?" + _UP_TO_2 + r"(?:name|option|command|function|file|directory|folder|"
                         r"program|package|tool|variable|flag|argument|field|keyword|macro|utility|library|format|"
                         r"environment variable|setting|license|licence|section|mailing list|address|url|"
                         r"extension|suffix|prefix)\b|\b(?:is|be|was) (?:called|named)\b|"
-                        r"\b(?:what|which) (?:\w+ )?(?:compan(?:y|ies)|organi[sz]ations?|firms?|countr(?:y|ies)|"
+                        r"\b(?:what|which) " + _UP_TO_3 + r"(?:compan(?:y|ies)|organi[sz]ations?|firms?|countr(?:y|ies)|"
                         r"cit(?:y|ies))\b")),
 ]
 

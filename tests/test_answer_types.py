@@ -27,6 +27,13 @@ from rag.types import Chunk, Hit
     ("What are the names of the panellists who spoke?", "person"),
     ("Which companies sit on the advisory group?", "name"),
     ("What does interchangeability require?", None),
+    # Up to three words before the noun that says what is asked, none of them an auxiliary verb.
+    ("In which Node.js version did the completer start returning a promise?", "version"),
+    ("What is the highest debhelper compatibility level in stable?", "number"),
+    ("Which configuration setting enables the conflict style?", "name"),
+    ("What does setting the option do when a branch is created?", None),
+    ("What does the file contain?", None),
+    ("Besides the first author, who designed the cipher?", "person"),
 ])
 def test_expected_type(question: str, kind: str | None) -> None:
     assert expected_type(question) == kind

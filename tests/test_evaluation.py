@@ -53,8 +53,8 @@ LATENCY_KEYS = {"latency_p50_s", "latency_p95_s"}
 # rag/models/answering.json (the dev set is part of their tune split, so these are
 # in-sample figures; the out-of-sample gate is tests/test_collection_gate.py):
 #   recall@1 0.705  recall@3 0.955  recall@5 0.982  recall@10 0.982  MRR@10 0.879
-#   citation precision 0.830  citation recall 0.632  support rate 1.000  answer F1 0.260
-#   abstention 0.688 (11/16)  false abstention 0.161 (9/56)
+#   citation precision 0.833  citation recall 0.658  support rate 1.000  answer F1 0.275
+#   abstention 0.688 (11/16)  false abstention 0.125 (7/56)
 # The hand-set rules these models replaced scored abstention 0.875 here and 7 of 12 on
 # unseen seeds questions: they had been fitted to these 16 questions one by one.
 # Floors sit 0.03 under those rates, rounded down; false abstention and latency are ceilings.
@@ -65,13 +65,13 @@ GATE_MIN = {
     "recall@10": 0.95,
     "mrr@10": 0.84,
     "citation_precision": 0.80,
-    "citation_recall": 0.60,
+    "citation_recall": 0.62,
     "support_rate": 0.97,
-    "answer_f1": 0.23,
+    "answer_f1": 0.24,
     "abstention_rate": 0.65,
 }
 GATE_MAX = {
-    "false_abstention_rate": 0.19,
+    "false_abstention_rate": 0.16,
     # Over 5x the p95 of an unloaded run (1.9 s); scaled up by the machine's load (below),
     # since wall-clock time on a shared machine is noisy.  It still catches gross slowdowns,
     # such as a model loaded for every question.
