@@ -1,6 +1,6 @@
 """Effect of PDF text extraction and cleaning on answers over the PDF corpora of the collection.
 
-    python benchmarks/pdf_cleaning.py            # both PDF corpora, test split
+    python benchmarks/pdf_cleaning.py            # the PDF corpora of the test split
     python benchmarks/pdf_cleaning.py --split tune
 
 Three ways of reading the same PDFs, each indexed and answered with the shipped models:

@@ -12,7 +12,9 @@ A question *refers back* when
   two questions at least :data:`MIN_TOPIC_SIMILARITY`: "By how much does enabling it
   slow Cachegrind down?" after a question on a Cachegrind option); or
 - it has at most one content word and no name of its own ("Why?", "Since when?",
-  "Which version?").
+  "Which version?"); or
+- it is a preposition and a question word with no verb ("Since which Node.js
+  release?", "In which version?").
 
 Such a question is searched with the content words of the conversation's previous
 standalone question appended ("What about X?" puts X in place of the name the
@@ -48,6 +50,12 @@ MIN_TOPIC_SIMILARITY = 0.45
 _EXPLETIVE = re.compile(r"\b(?:is|was|does|did|will|would|can|could|should)\s+it\s+(?:possible|necessary|true|"
                         r"allowed|permitted|safe|legal|ok|okay|required|mandatory|recommended|advisable|"
                         r"take|cost|matter)\b|\bit\s+(?:is|was)\s+\w+\s+to\b|\bit\s+takes?\b", re.IGNORECASE)
+# A question cut down to a preposition and a question word, with no verb of its own:
+# "Since which Node.js release?", "In which version?", "For how long?".
+_FRAGMENT = re.compile(r"^\s*(?:since|in|on|at|for|from|until|till|by|after|before|under|with)\s+"
+                       r"(?:which|what|when|where|whom|how)\b(?:\W+\w[\w.+-]*){0,4}\W*$", re.IGNORECASE)
+_AUXILIARY = re.compile(r"\b(?:is|are|was|were|do|does|did|can|could|should|will|would|has|have|had|must|may|"
+                        r"might)\b", re.IGNORECASE)
 _OPENER = re.compile(r"^\s*(?:(?:what|how)\s+about|and|what\s+else)\b[\s,]*", re.IGNORECASE)
 _WORD = re.compile(r"[\w'’./+-]*\w|\w")
 # Question grammar: never carried into the search.
@@ -116,6 +124,8 @@ def refers_back(question: str, previous: str, similarity: float | None = None) -
     names = [w for n, w in enumerate(words) if _name_like(w, n == 0) and tokenize(w)]
     if len(own) <= 1 and not names and previous:
         return "it names nothing of its own"
+    if previous and _FRAGMENT.match(question) and not _AUXILIARY.search(question):
+        return "it is the fragment of a question"
     return ""
 
 

@@ -256,3 +256,15 @@ def test_question_with_its_own_words_is_rewritten_only_on_the_same_topic() -> No
     assert same.rewritten and "--branch-sim" in same.standalone and "same" in same.reason
     # No referring word: never rewritten for being on the same topic.
     assert not rewrite("How much does branch simulation slow Cachegrind down?", previous, similarity=0.9).rewritten
+
+
+def test_a_fragment_after_a_preposition_is_a_follow_up_and_a_full_question_is_not() -> None:
+    previous = "Is the tabSize option of readline.createInterface() supported on every platform?"
+    fragment = rewrite("Since which Node.js release?", previous)
+    assert fragment.rewritten and "tabSize" in fragment.standalone and "fragment" in fragment.reason
+    # The same opening with a verb of its own stands on its own, and so does a short question
+    # that opens with its question word.
+    assert not rewrite("Since which Node.js release does zlib compress with Brotli?", previous).rewritten
+    assert not rewrite("In which year was the board created?", previous).rewritten
+    assert not rewrite("Who wrote the GPL?", previous).rewritten
+    assert not rewrite("Since which Node.js release?").rewritten  # nothing before it
