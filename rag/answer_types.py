@@ -37,8 +37,8 @@ _UP_TO_3 = _MODIFIER + "{0,3}"
 _UP_TO_2 = _MODIFIER + "{0,2}"
 
 _ASKS = [
-    ("date", re.compile(r"^(?:when|since when|until when)\b|\b(?:what|which) (?:is the |was the )?" + _UP_TO_3 + r""
-                        r"(?:year|date|month|day)\b|"
+    ("date", re.compile(r"^(?:when|since when|until when)\b|\b(?:what|which) (?:is the |was the )?" + _UP_TO_3
+                        + r"(?:year|date|month|day)\b|"
                         r"\bin (?:what|which) year\b|\bon what date\b|\bhow long ago\b")),
     ("version", re.compile(r"\b(?:what|which) " + _UP_TO_3 + r"(?:version|release)\b|\bsince (?:what|which) \w+\b|"
                            r"\bversion number\b")),

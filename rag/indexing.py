@@ -29,7 +29,7 @@ from rag.embeddings import Embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, LoaderError, RagError
 from rag.loaders import CATALOG_NAME, content_hash, is_supported, load_document, read_catalog
 from rag.store import (DEFAULT_COLLECTION, FORMAT_VERSION, STORE_FILE, IndexStore, SentenceVectors, Store,
-                       StoreTarget, recorded_target, sentence_texts, write_target)
+                       StoreTarget, load_store, recorded_target, sentence_texts, write_target)
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -402,14 +402,7 @@ def _reusable(index_dir: Path, embedder: Embedder, chunking: dict[str, Any],
     if target is None:
         return None, ""
     try:
-        old: Store
-        if target.backend == "milvus":
-            from rag.milvus_store import MilvusStore
-
-            old = MilvusStore.load(target.resolved_uri(index_dir), target.collection, index_dir,
-                                   model_id=embedder.model_id, dim=embedder.dim)
-        else:
-            old = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+        old = load_store(index_dir, target, model_id=embedder.model_id, dim=embedder.dim)
     except IndexNotFoundError:
         return None, ""
     except IndexMismatchError as exc:

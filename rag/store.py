@@ -378,7 +378,12 @@ def write_target(index_dir: Path, target: StoreTarget) -> None:
 def open_store(index_dir: str | Path, *, model_id: str | None = None, dim: int | None = None) -> "Store":
     """The index at ``index_dir``, from whichever engine holds it, checked against the embedder."""
     index_dir = Path(index_dir)
-    target = recorded_target(index_dir)
+    return load_store(index_dir, recorded_target(index_dir), model_id=model_id, dim=dim)
+
+
+def load_store(index_dir: Path, target: StoreTarget | None, *, model_id: str | None = None,
+               dim: int | None = None) -> "Store":
+    """The index at ``index_dir`` kept in ``target`` (None: FAISS files), checked against the embedder."""
     if target is not None and target.backend == "milvus":
         from rag.milvus_store import MilvusStore
 
