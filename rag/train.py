@@ -205,16 +205,34 @@ def _select(cands: list[Candidate], quote: float, ratio: float, most: int = 3) -
     return chosen
 
 
-def fit(examples: list[Example]) -> dict[str, Any]:
-    """Fit both models and their thresholds; the model file's content."""
+@dataclass
+class OutOfFold:
+    """Both models' out-of-fold predictions on the tune questions, as the pipeline would see them."""
+
+    rows: list[tuple[Example, int]]  # (question, candidate index): one per candidate sentence
+    x: np.ndarray                   # per row: the sentence's features
+    y: np.ndarray                   # per row: 1 when the sentence is evidence
+    evidence_c: float
+    evidence_oof: np.ndarray        # per row: P(evidence), out of fold
+    scored: list[list[Candidate]]   # per question: candidates re-scored out of fold, best first
+    qx: np.ndarray
+    qy: np.ndarray
+    q_folds: np.ndarray
+    answerable_c: float
+    q_oof: np.ndarray               # per question: P(answerable), out of fold
+    asks: np.ndarray                # the question asks for a kind of value
+    top_typed: np.ndarray           # the best sentence's probability when it states that kind, else 0
+    off: np.ndarray                 # an off-topic question (a question of another corpus)
+
+
+def out_of_fold(examples: list[Example]) -> OutOfFold:
+    """Cross-validated (folds grouped by document) predictions of both models on ``examples``."""
     rows = [(e, i) for e in examples for i in range(len(e.candidates))]
     x = np.array([e.candidates[i].features for e, i in rows], dtype=np.float64)
     y = np.array([e.labels[i] for e, i in rows])
     sentence_folds = np.array(_folds([e.group for e, _ in rows]))
     c_ev, oof = _choose_c(x, y, sentence_folds, FEATURES)
-    evidence = _fit(x, y, c_ev, FEATURES)
 
-    # Candidates re-scored with their out-of-fold probabilities, as the pipeline would see them.
     scored: list[list[Candidate]] = [[] for _ in examples]
     index = {id(e): n for n, e in enumerate(examples)}
     for (e, i), p in zip(rows, oof):
@@ -228,39 +246,71 @@ def fit(examples: list[Example]) -> dict[str, Any]:
     qy = np.array([int(e.answerable) for e in examples])
     q_folds = np.array(_folds([e.group for e in examples]))
     c_q, q_oof = _choose_c(qx, qy, q_folds, QUESTION_FEATURES)
-    answerable = _fit(qx, qy, c_q, QUESTION_FEATURES)
-
-    # The decision: a typed question ("how many", "when", "which version", "who" …) is answered
-    # only when the best sentence states a value of the asked kind with probability >= ``typed_top``
-    # and the answerable model says >= ``answer_typed``; any other question when it says
-    # >= ``answer``.  The three are chosen together on the out-of-fold predictions to come closest
-    # to the targets at once: answerable questions answered (:data:`TARGET_ANSWERED`), and
-    # near-topic and off-topic unanswerable ones each declined (:data:`TARGET_ABSTAINED`); the
-    # smallest larger shortfall, then the most answered and near-topic declined.  Near-topic and
-    # off-topic questions are held to the target separately because pooled, the easy off-topic
-    # ones let the thresholds decline too few near-topic ones, which are what users and the QA
-    # collection ask: choosing on four folds of the 548 tune questions and scoring the fifth,
-    # pooled targets gave 0.845 answered, 0.682 near-topic and 0.861 off-topic declined;
-    # separate ones 0.848, 0.753 and 0.750 (2026-12-06).
     asks = np.array([bool(s) and bool(s[0].features[FEATURES.index("asks_type")]) for s in scored])
     top_typed = np.array([s[0].score if s and s[0].typed else 0.0 for s in scored])
     off = np.array([e.group.endswith("/off-topic") for e in examples])
-    near = (qy == 0) & ~off
+    return OutOfFold(rows, x, y, c_ev, oof, scored, qx, qy, q_folds, c_q, q_oof, asks, top_typed, off)
+
+
+Thresholds = tuple[float, float, float]   # answer, answer_typed, typed_top
+
+
+def decide(o: OutOfFold, thresholds: Thresholds) -> np.ndarray:
+    """Which questions the decision answers: a typed question ("how many", "when", "which
+    version", "who" …) only when the best sentence states a value of the asked kind with
+    probability >= ``typed_top`` and the answerable model says >= ``answer_typed``; any other
+    question when it says >= ``answer``."""
+    t_plain, t_typed, top = thresholds
+    return np.where(o.asks, (o.q_oof >= t_typed) & (o.top_typed >= top), o.q_oof >= t_plain)
+
+
+def choose_thresholds(o: OutOfFold, on: np.ndarray | None = None, separate: bool = True) -> Thresholds:
+    """The three thresholds, chosen on the questions ``on`` (default: all) to come closest to the
+    targets at once: answerable questions answered (:data:`TARGET_ANSWERED`), and near-topic and
+    off-topic unanswerable ones each declined (:data:`TARGET_ABSTAINED`); the smallest larger
+    shortfall, then the most answered and near-topic declined.
+
+    ``separate=False`` pools near-topic and off-topic questions into one declined rate, as
+    earlier releases did; pooled, the easy off-topic ones let the thresholds decline too few
+    near-topic ones, which are what users and the QA collection ask.  Chosen on four folds of
+    the 548 tune questions and applied to the fifth (``python benchmarks/decision_targets.py``,
+    2026-12-06): pooled, 0.845 answered, 0.682 near-topic and 0.861 off-topic declined;
+    separate, 0.848, 0.753 and 0.750.
+    """
+    on = np.ones(len(o.qy), dtype=bool) if on is None else on
+    answerable, near, off = on & (o.qy == 1), on & (o.qy == 0) & ~o.off, on & o.off
+    unanswerable = on & (o.qy == 0)
     grid = np.round(np.arange(0.0, 0.951, 0.05), 2)
-    def decide(t_plain: float, t_typed: float, top: float) -> np.ndarray:
-        return np.where(asks, (q_oof >= t_typed) & (top_typed >= top), q_oof >= t_plain)
-    def rates(answered: np.ndarray) -> tuple[float, float]:
-        return float(answered[qy == 1].mean()), float((~answered[qy == 0]).mean())
-    def key(abc: tuple[float, float, float]) -> tuple[float, ...]:
-        answered = decide(*abc)
-        answered_rate = float(answered[qy == 1].mean())
+
+    def key(abc: Thresholds) -> tuple[float, ...]:
+        answered = decide(o, abc)
+        answered_rate = float(answered[answerable].mean())
+        if not separate:
+            declined = float((~answered[unanswerable]).mean())
+            shortfall = max(TARGET_ANSWERED - answered_rate, TARGET_ABSTAINED - declined, 0.0)
+            return (-round(shortfall, 6), round(answered_rate + declined, 6), -abc[0], -abc[1], -abc[2])
         near_rate = float((~answered[near]).mean()) if near.any() else 1.0
         off_rate = float((~answered[off]).mean()) if off.any() else 1.0
         shortfall = max(TARGET_ANSWERED - answered_rate, TARGET_ABSTAINED - near_rate,
                         TARGET_ABSTAINED - off_rate, 0.0)
         return (-round(shortfall, 6), round(answered_rate + near_rate, 6), -abc[0], -abc[1], -abc[2])
-    t_answer, t_typed, t_top = max(((a, b, c) for a in grid for b in grid for c in grid), key=key)
-    chosen = decide(t_answer, t_typed, t_top)
+
+    return max(((float(a), float(b), float(c)) for a in grid for b in grid for c in grid), key=key)
+
+
+def fit(examples: list[Example]) -> dict[str, Any]:
+    """Fit both models and their thresholds; the model file's content."""
+    o = out_of_fold(examples)
+    rows, x, y, qx, qy, scored = o.rows, o.x, o.y, o.qx, o.qy, o.scored
+    c_ev, oof, c_q, q_oof = o.evidence_c, o.evidence_oof, o.answerable_c, o.q_oof
+    evidence = _fit(x, y, c_ev, FEATURES)
+    answerable = _fit(qx, qy, c_q, QUESTION_FEATURES)
+
+    off, near = o.off, (qy == 0) & ~o.off
+    def rates(answered: np.ndarray) -> tuple[float, float]:
+        return float(answered[qy == 1].mean()), float((~answered[qy == 0]).mean())
+    t_answer, t_typed, t_top = choose_thresholds(o)
+    chosen = decide(o, (t_answer, t_typed, t_top))
     answered_rate, abstained_rate = rates(chosen)
     near_abstained = float((~chosen[near]).mean())
     off_abstained = float((~chosen[off]).mean()) if off.any() else None
