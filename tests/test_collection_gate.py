@@ -1,18 +1,16 @@
 """Regression gate on the test split of the QA collection (documents never used for fitting).
 
 Measured with ``rag eval eval/collection.json --split test`` (extractive backend, k = 5,
-the shipped rag/models/answering.json), 484 questions over 31 test documents, seven of
-the thirteen genres held out whole:
-    recall@5 0.944  citation precision 0.672  citation recall 0.713
-    unanswerable abstained 0.642  answerable abstained 0.121  cited page holds the evidence 0.863
+the shipped rag/models/answering.json), 622 questions over 37 test documents, ten of
+the sixteen genres held out whole:
+    recall@5 0.949  citation precision 0.664  citation recall 0.707
+    unanswerable abstained 0.629  answerable abstained 0.124  cited page holds the evidence 0.846
 Floors sit 0.03 under those figures (ceilings 0.03 over); the README gives them per genre.
 That ``rag train`` reproduces the shipped model is checked where the README runs it
 (tests/test_readme.py), so the suite fits the models once.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -22,23 +20,20 @@ from rag.train import OFF_TOPIC
 
 GATE_MIN = {
     "recall@5": 0.91,
-    "citation_precision": 0.64,
-    "citation_recall": 0.68,
-    "abstention_rate": 0.61,
-    "page_accuracy": 0.83,
+    "citation_precision": 0.63,
+    "citation_recall": 0.67,
+    "abstention_rate": 0.59,
+    "page_accuracy": 0.81,
 }
 GATE_MAX = {"false_abstention_rate": 0.15}
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder (RAG_PATHS__CACHE_DIR) whose collection indexes the tests here share."""
-    return tmp_path_factory.mktemp("rag-cache")
-
-
-@pytest.fixture(scope="module")
-def test_split_summary(cache_dir: Path) -> dict:
-    return evaluate_collection("test", cache_dir=cache_dir / "collection", out_dir=cache_dir / "out")
+def test_split_summary(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    # The collection's indexes go where `rag eval` keeps them (the settings' cache folder), so
+    # the README's `rag eval eval/collection.json` run (tests/test_readme.py) reuses them; they
+    # are rebuilt there whenever their documents or the text pipeline change.
+    return evaluate_collection("test", out_dir=tmp_path_factory.mktemp("collection-out"))
 
 
 @pytest.mark.slow
