@@ -225,13 +225,16 @@ class OutOfFold:
     off: np.ndarray                 # an off-topic question (a question of another corpus)
 
 
-def out_of_fold(examples: list[Example]) -> OutOfFold:
-    """Cross-validated (folds grouped by document) predictions of both models on ``examples``."""
+def out_of_fold(examples: list[Example], names: tuple[str, ...] = FEATURES) -> OutOfFold:
+    """Cross-validated (folds grouped by document) predictions of both models on ``examples``.
+
+    ``names`` are the candidates' feature names: :data:`~rag.evidence.FEATURES`, or those plus
+    trial features appended to each candidate's (``benchmarks/answer_trials.py``)."""
     rows = [(e, i) for e in examples for i in range(len(e.candidates))]
     x = np.array([e.candidates[i].features for e, i in rows], dtype=np.float64)
     y = np.array([e.labels[i] for e, i in rows])
     sentence_folds = np.array(_folds([e.group for e, _ in rows]))
-    c_ev, oof = _choose_c(x, y, sentence_folds, FEATURES)
+    c_ev, oof = _choose_c(x, y, sentence_folds, names)
 
     scored: list[list[Candidate]] = [[] for _ in examples]
     index = {id(e): n for n, e in enumerate(examples)}
