@@ -29,10 +29,14 @@ _YEAR = re.compile(r"(?:1[5-9]\d\d|20\d\d)")
 _TIME_WORD = re.compile(rf"\b(?:in|since|until|till|by|from|before|after|during|of|{_MONTHS}(?: \d{{1,2}},?)?)\s+$",
                         re.IGNORECASE)
 
+#: English auxiliary verbs: a question's verb, never a word that describes what is asked.
+AUXILIARIES = ("does", "do", "did", "is", "are", "was", "were", "can", "could", "should", "will", "would",
+               "has", "have", "had", "must")
+
 # Words between the question word and the noun that says what is asked: "which Node.js
 # version", "what is the highest debhelper compatibility level" (not an auxiliary verb:
 # "what does setting X do" asks for no name).
-_MODIFIER = r"(?:(?!(?:does|do|did|is|are|was|were|can|could|should|will|would|has|have|had|must)\b)[\w.+-]+ )"
+_MODIFIER = rf"(?:(?!(?:{'|'.join(AUXILIARIES)})\b)[\w.+-]+ )"
 _UP_TO_3 = _MODIFIER + "{0,3}"
 _UP_TO_2 = _MODIFIER + "{0,2}"
 

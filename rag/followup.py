@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rag.answer_types import AUXILIARIES
 from rag.lexical import tokenize
 
 #: Pronouns that point back at something named earlier (English grammar).
@@ -54,8 +55,7 @@ _EXPLETIVE = re.compile(r"\b(?:is|was|does|did|will|would|can|could|should)\s+it
 # "Since which Node.js release?", "In which version?", "For how long?".
 _FRAGMENT = re.compile(r"^\s*(?:since|in|on|at|for|from|until|till|by|after|before|under|with)\s+"
                        r"(?:which|what|when|where|whom|how)\b(?:\W+\w[\w.+-]*){0,4}\W*$", re.IGNORECASE)
-_AUXILIARY = re.compile(r"\b(?:is|are|was|were|do|does|did|can|could|should|will|would|has|have|had|must|may|"
-                        r"might)\b", re.IGNORECASE)
+_AUXILIARY = re.compile(rf"\b(?:{'|'.join(AUXILIARIES + ('may', 'might'))})\b", re.IGNORECASE)
 _OPENER = re.compile(r"^\s*(?:(?:what|how)\s+about|and|what\s+else)\b[\s,]*", re.IGNORECASE)
 _WORD = re.compile(r"[\w'’./+-]*\w|\w")
 # Question grammar: never carried into the search.
