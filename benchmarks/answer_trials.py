@@ -55,14 +55,14 @@ REACH = 6       # words either side of a value for value_window
 COUNTED = 3     # words between a number and the counted noun for counted_noun
 
 
-def nested(o: T.OutOfFold) -> dict[str, float]:
+def nested(o: T.OutOfFold) -> dict[str, float | None]:
     """Decision rates with thresholds chosen on four folds and applied to the fifth."""
     near, off = (o.qy == 0) & ~o.off, o.off
     held = np.zeros(len(o.qy), dtype=bool)
     for fold in range(T.FOLDS):
         held[o.q_folds == fold] = T.decide(o, T.choose_thresholds(o, on=o.q_folds != fold))[o.q_folds == fold]
     return {"answered": float(held[o.qy == 1].mean()), "near_topic_declined": float((~held[near]).mean()),
-            "off_topic_declined": float((~held[off]).mean())}
+            "off_topic_declined": float((~held[off]).mean()) if off.any() else None}
 
 
 def top1(examples: list[T.Example], scored: list[list[Candidate]]) -> float:

@@ -39,6 +39,21 @@ _QUESTION_WORDS = frozenset(tokenize(
 # A Markdown heading names a section; it states nothing, so it is never evidence.
 _HEADING = re.compile(r"\s*#{1,6}\s")
 
+# Featurisation constants, measured out of fold on the tune split by
+# ``python benchmarks/answer_constants.py`` (benchmarks/results/answer_constants.json).
+#: Shorter sentences are never candidates.  At 3 words evidence is among the candidates of 0.963
+#: of answerable questions (0.957 at 4) but ranked worse (top-1 0.683 against 0.696, near-topic
+#: declined 0.740 against 0.753); 5 is within a question or two of 4; 6 loses evidence (0.932).
+MIN_WORDS = 4
+#: A key term found only in a neighbouring sentence counts this much towards ``near_coverage``.
+#: 0.25 and 0.75 give the same top-1 (0.696) and answered rate (0.848), near-topic declined
+#: within 0.007 of 0.5's: the feature is flat here, and the midpoint is kept.
+NEIGHBOUR_CREDIT = 0.5
+#: ``value_near_term``: a value of the asked kind within this many characters of a key term.
+#: 15 and 40 give top-1 0.696 and 0.693, answered 0.845 and near-topic declined 0.760 and 0.753,
+#: against 0.696, 0.848 and 0.753 at 25: flat.
+VALUE_REACH = 25
+
 FEATURES: tuple[str, ...] = (
     "similarity", "similarity_gap", "neighbour_similarity", "coverage", "coverage_gap", "near_coverage",
     "rare_coverage", "typed", "type_missing", "asks_type", "passage_rank", "passage_score", "passage_dense",
@@ -163,7 +178,7 @@ class EvidenceRanker:
             for j, (s, e) in enumerate(sents):
                 sentence = text[s:e]
                 key = (hit.chunk.doc_id, hit.chunk.char_start + s)
-                if key in seen or len(sentence.split()) < 4 or _HEADING.match(sentence) \
+                if key in seen or len(sentence.split()) < MIN_WORDS or _HEADING.match(sentence) \
                         or (self.guard and is_instruction(sentence)):
                     continue
                 seen.add(key)
@@ -191,7 +206,7 @@ class EvidenceRanker:
             own = tok_sets[sentence]
             near = set().union(*(tok_sets[n] for n in neighbours)) if neighbours else set()
             own_cov = sum(t in own for t in terms) / len(terms) if terms else 0.0
-            near_cov = (sum(1.0 if t in own else 0.5 if t in near else 0.0 for t in terms) / len(terms)
+            near_cov = (sum(1.0 if t in own else NEIGHBOUR_CREDIT if t in near else 0.0 for t in terms) / len(terms)
                         if terms else 0.0)
             rare_cov = sum(idf[t] for t in terms if t in own) / idf_total if terms else 0.0
             typed = has_type(sentence, kind, question)
@@ -229,9 +244,10 @@ class EvidenceRanker:
         return out
 
 
-def _value_near_term(sentence: str, kind: str, terms: list[str], asked: set[str], reach: int = 25) -> float:
+def _value_near_term(sentence: str, kind: str, terms: list[str], asked: set[str], reach: int | None = None) -> float:
     """1.0 when a value of ``kind`` (not one the question gives) lies within ``reach``
     characters of a key term of the question in ``sentence``, else 0.0."""
+    reach = VALUE_REACH if reach is None else reach
     wanted = set(terms)
     term_spans = [(a, b) for a, b, stem in stem_spans(sentence) if stem in wanted]
     for a, b in value_spans(kind, sentence):

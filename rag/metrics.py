@@ -25,7 +25,11 @@ def _grams(tokens: list[str], n: int = 4) -> set[tuple[str, ...]]:
 
 def covers(passage: str, quote: str) -> bool:
     """A passage covers a quote when at least half of the quote's word 4-grams occur in it
-    (all of its words, for quotes under four words)."""
+    (all of its words, for quotes under four words).
+
+    This is the evaluation's definition, printed with every report; half rather than all lets a
+    quote that runs over a chunk boundary still count for the passage holding most of it.  The
+    training labels use the same test, so the models learn what the evaluation scores."""
     q = words(quote)
     if not q:
         return False

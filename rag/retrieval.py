@@ -33,10 +33,14 @@ from rag.types import Hit
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "lexical")
+#: Reciprocal rank fusion's constant, the value of its original paper (Cormack, Clarke and
+#: Büttcher, 2009); RRF is an option, weighted fusion (fitted ``alpha``) is what ships.
 RRF_K = 60
 #: The dense weight used when no fitted one is available (the dev-set measurement above).
 DEFAULT_ALPHA = 0.6
-#: Candidates taken from each of the dense and BM25 rankings before fusion.
+#: Candidates taken from each of the dense and BM25 rankings before fusion.  On the tune split's
+#: answerable questions at the fitted alpha (``python benchmarks/answer_constants.py``): recall@5
+#: 0.949, 0.961, 0.961 and MRR@10 0.823, 0.830, 0.837 for 20, 50 and 100.
 POOL = 50
 
 

@@ -1,0 +1,191 @@
+"""The answering pipeline's set constants, each swept on the tune split.
+
+    python benchmarks/answer_constants.py
+
+The models and thresholds are fitted by ``python -m rag.train``; the constants around them
+(how sentences are featurised, which sentences the decision looks at, how many are quoted,
+how many off-topic questions training adds, how many passages are retrieved, how a claim's
+support is scored) are set in code.  This measures each one against neighbouring values, one
+at a time with the others at their shipped values, every figure out of fold on the tune split
+(folds grouped by document; decision rates with thresholds chosen on four folds and applied to
+the fifth, as ``benchmarks/decision_targets.py``).  The comments beside the constants cite
+these figures.  Tune split only: the test split is never read.  Writes
+benchmarks/results/answer_constants.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+from answer_trials import nested, top1  # noqa: E402
+from common import table, write  # noqa: E402
+
+import rag.abstention  # noqa: E402
+import rag.citations  # noqa: E402
+import rag.evidence  # noqa: E402
+import rag.retrieval  # noqa: E402
+from rag import train as T  # noqa: E402
+from rag.metrics import covers  # noqa: E402
+from rag.types import Chunk, Hit  # noqa: E402
+
+QUOTE_GRID = [(q, r) for q in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for r in (0.5, 0.7, 0.85, 0.95)]
+
+
+@contextmanager
+def setting(module: Any, name: str, value: Any) -> Iterator[None]:
+    """``module.name = value`` for the duration of the block."""
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+def decision_row(constant: str, value: Any, examples: list[T.Example], o: T.OutOfFold) -> dict[str, Any]:
+    answerable = [e for e in examples if e.answerable]
+    return {"constant": constant, "value": value,
+            "evidence_in_candidates": float(np.mean([any(e.labels) for e in answerable])),
+            "evidence_auc": T._auc(o.y, o.evidence_oof), "top1": top1(examples, o.scored),
+            "answerable_auc": T._auc(o.qy, o.q_oof), **nested(o)}
+
+
+def quote_f1(examples: list[T.Example], scored: list[list[Any]], most: int) -> tuple[float, float, float]:
+    """The best mean F1 of the quoted sentences over the quoting grid, and its (quote, ratio)."""
+    best = (-1.0, 0.0, 0.0)
+    for quote, ratio in QUOTE_GRID:
+        scores = []
+        for e, s in zip(examples, scored):
+            if not e.answerable or not s:
+                continue
+            label = {(c.start, c.text): lab for c, lab in zip(e.candidates, e.labels)}
+            chosen = [s[i] for i in T._select(s, quote, ratio, most)]
+            precision = sum(label[(c.start, c.text)] for c in chosen) / len(chosen)
+            recall = sum(any(covers(q, c.text) or covers(c.text, q) for c in chosen) for q in e.quotes) / len(e.quotes)
+            scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+        f1 = float(np.mean(scores))
+        if f1 > best[0]:
+            best = (f1, quote, ratio)
+    return best
+
+
+def support_rows(examples: list[T.Example]) -> list[dict[str, Any]]:
+    """Support check settings: claims are tune evidence sentences with every third word dropped,
+    scored against their own sentence, against the non-evidence sentence most similar to the
+    question, and (with an invented name appended, "… in Bellamy") against their own sentence."""
+    from rag.citations import SUPPORT_THRESHOLD, SupportChecker, _NAME_WORD
+    from rag.config import Settings
+    from rag.embeddings import embedder_for
+    from rag.evidence import SentenceEmbeddings
+
+    checker = SupportChecker(SentenceEmbeddings(embedder_for(Settings().embedding)))
+    cases = []
+    for e in examples:
+        wrong = [d for d, lab in zip(e.candidates, e.labels) if not lab]
+        for c, lab in zip(e.candidates, e.labels):
+            if not lab or not wrong:
+                continue
+            words = c.text.split()
+            claim = " ".join(w for n, w in enumerate(words) if n % 3 != 2)
+            other = max(wrong, key=lambda x: x.similarity)
+            names = [n for d in wrong for n in _NAME_WORD.findall(d.text) if n.lower() not in c.text.lower()]
+            cases.append((claim, c.text, other.text, f"{claim.rstrip('.')} in {names[0]}." if names else None))
+
+    def hit(text: str) -> Hit:
+        return Hit(Chunk("x", "x", "x", "x", text, 0, len(text), 1, 1), 1.0, 1)
+
+    def measure(constant: str, value: Any) -> dict[str, Any]:
+        own = np.array([checker.support(claim, hit(text)).score for claim, text, _, _ in cases])
+        other = np.array([checker.support(claim, hit(o)).score for claim, _, o, _ in cases])
+        invented = np.array([checker.support(n, hit(text)).score for _, text, _, n in cases if n])
+        y = np.concatenate([np.ones(len(own)), np.zeros(len(other))])
+        return {"constant": constant, "value": value, "claims": len(cases),
+                "own_kept": float((own >= SUPPORT_THRESHOLD).mean()),
+                "other_rejected": float((other < SUPPORT_THRESHOLD).mean()),
+                "own_vs_other_auc": T._auc(y, np.concatenate([own, other])),
+                "invented_name_rejected": float((invented < SUPPORT_THRESHOLD).mean())}
+
+    rows = []
+    for name, values in (("SIMILARITY_WEIGHT", (0.3, 0.4, 0.5, 0.6, 0.7)), ("NAME_PENALTY", (0.1, 0.25, 0.4)),
+                         ("PAIR_PENALTY", (0.0, 0.03, 0.1))):
+        for v in values:
+            with setting(rag.citations, name, v):
+                rows.append(measure(name, v))
+    return rows
+
+
+def main() -> int:
+    alpha, _ = T.choose_alpha("tune")
+    rows: list[dict[str, Any]] = []
+
+    def run(constant: str, value: Any, **collect: Any) -> None:
+        examples = T.collect("tune", progress=False, alpha=alpha, **collect)
+        rows.append(decision_row(constant, value, examples, T.out_of_fold(examples)))
+        print(f"{constant} = {value}: done", file=sys.stderr)
+
+    for name, values in (("MIN_WORDS", (3, 4, 5, 6)), ("NEIGHBOUR_CREDIT", (0.25, 0.5, 0.75)),
+                         ("VALUE_REACH", (15, 25, 40))):
+        for v in values:
+            with setting(rag.evidence, name, v):
+                run(f"evidence.{name}", v)
+
+    examples = T.collect("tune", progress=False, alpha=alpha)
+    for name, values in (("TOP", (2, 3, 5)), ("WINDOW", (5, 10, 20))):
+        for v in values:
+            with setting(rag.abstention, name, v):
+                rows.append(decision_row(f"abstention.{name}", v, examples, T.out_of_fold(examples)))
+
+    base = T.out_of_fold(examples)
+    quoted = []
+    for most in (1, 2, 3, 4, 5):
+        f1, quote, ratio = quote_f1(examples, base.scored, most)
+        quoted.append({"constant": "generators.MAX_QUOTED", "value": most, "quote_f1": f1,
+                       "quote": quote, "ratio": ratio})
+
+    for n in (0, 3, 6, 12):
+        run("train.OFF_TOPIC", n, off_topic=n)
+
+    for k in (3, 5, 8):
+        os.environ["RAG_RETRIEVAL__K"] = str(k)
+        try:
+            run("retrieval.k", k)
+        finally:
+            del os.environ["RAG_RETRIEVAL__K"]
+
+    pools = []
+    for pool in (20, 50, 100):
+        with setting(rag.retrieval, "POOL", pool):
+            _, grid = T.choose_alpha("tune")
+        pools.append({"constant": "retrieval.POOL", "value": pool, **grid[str(alpha)]})
+
+    support = support_rows(examples)
+
+    def rounded(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rs]
+
+    rows, quoted, pools, support = rounded(rows), rounded(quoted), rounded(pools), rounded(support)
+    print(table(rows, ["constant", "value", "evidence_in_candidates", "evidence_auc", "top1", "answerable_auc",
+                       "answered", "near_topic_declined", "off_topic_declined"]))
+    print(table(quoted, ["constant", "value", "quote_f1", "quote", "ratio"]))
+    print(table(pools, ["constant", "value", "recall@5", "mrr@10"]))
+    print(table(support, ["constant", "value", "claims", "own_kept", "other_rejected", "own_vs_other_auc",
+                          "invented_name_rejected"]))
+    path = write("answer_constants", {
+        "split": "tune", "alpha": alpha, "folds": T.FOLDS,
+        "note": "one constant at a time, the others at their shipped values; out of fold, folds grouped by "
+                "document; decision rates with thresholds chosen on four folds and applied to the fifth",
+        "decision": rows, "quoting": quoted, "retrieval_pool": pools, "support_check": support})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
