@@ -4,8 +4,9 @@
 
 The models and thresholds are fitted by ``python -m rag.train``; the constants around them
 (how sentences are featurised, which sentences the decision looks at, how many are quoted,
-how many off-topic questions training adds, how many passages are retrieved, how a claim's
-support is scored) are set in code.  This measures each one against neighbouring values, one
+how many off-topic questions training adds, how many passages are retrieved and pooled, how a
+claim's support is scored and which claims are checked at all, the quoting grid's edge, and
+the follow-up rules' word limits) are set in code.  This measures each one against neighbouring values, one
 at a time with the others at their shipped values, every figure out of fold on the tune split
 (folds grouped by document; decision rates with thresholds chosen on four folds and applied to
 the fifth, as ``benchmarks/decision_targets.py``).  The comments beside the constants cite
@@ -37,6 +38,9 @@ from rag.metrics import covers  # noqa: E402
 from rag.types import Chunk, Hit  # noqa: E402
 
 QUOTE_GRID = [(q, r) for q in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for r in (0.5, 0.7, 0.85, 0.95)]
+#: A wider quoting grid than ``python -m rag.train`` searches (its choice, 0.2, is on the edge).
+WIDE_QUOTE_GRID = [(q, r) for q in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+                   for r in (0.3, 0.5, 0.7, 0.85, 0.95)]
 
 
 @contextmanager
@@ -58,10 +62,11 @@ def decision_row(constant: str, value: Any, examples: list[T.Example], o: T.OutO
             "answerable_auc": T._auc(o.qy, o.q_oof), **nested(o)}
 
 
-def quote_f1(examples: list[T.Example], scored: list[list[Any]], most: int) -> tuple[float, float, float]:
-    """The best mean F1 of the quoted sentences over the quoting grid, and its (quote, ratio)."""
+def quote_f1(examples: list[T.Example], scored: list[list[Any]], most: int,
+             grid: list[tuple[float, float]] = QUOTE_GRID) -> tuple[float, float, float]:
+    """The best mean F1 of the quoted sentences over ``grid``, and its (quote, ratio)."""
     best = (-1.0, 0.0, 0.0)
-    for quote, ratio in QUOTE_GRID:
+    for quote, ratio in grid:
         scores = []
         for e, s in zip(examples, scored):
             if not e.answerable or not s:
@@ -75,6 +80,39 @@ def quote_f1(examples: list[T.Example], scored: list[list[Any]], most: int) -> t
         if f1 > best[0]:
             best = (f1, quote, ratio)
     return best
+
+
+def followup_rows() -> list[dict[str, Any]]:
+    """The follow-up rules' set constants on the tune follow-ups (``rag eval eval/followups.jsonl
+    --split tune``, rules only: the extractive backend)."""
+    import rag.followup
+    from rag.conversation_eval import evaluate_followups
+
+    rows = []
+    for name, values in (("NAMELESS_TERMS", (0, 1, 2)), ("ANSWER_NAMES", (0, 3, 6, 10))):
+        for v in values:
+            with setting(rag.followup, name, v):
+                s = evaluate_followups("tune")
+            rows.append({"constant": f"followup.{name}", "value": v, "followups": s["followups"],
+                         "followups_evidence_at_k": s["followups_evidence_at_k"],
+                         "standalone_unchanged": s["standalone_unchanged"]})
+    return rows
+
+
+def claim_sizes(examples: list[T.Example]) -> list[dict[str, Any]]:
+    """How many tune evidence sentences (what a faithful answer sentence says) the support check's
+    size limits touch: fewer content terms than MIN_CLAIM_TERMS makes a sentence a fragment that is
+    not checked; shorter than VERBATIM_MIN_CHARS, a word-for-word match is not taken as proof."""
+    from rag.lexical import tokenize
+
+    sentences = {c.text for e in examples for c, lab in zip(e.candidates, e.labels) if lab}
+    terms = np.array([len(set(tokenize(t))) for t in sentences])
+    chars = np.array([len(t) for t in sentences])
+    rows: list[dict[str, Any]] = [{"constant": "citations.MIN_CLAIM_TERMS", "value": n, "sentences": len(terms),
+                                   "share_below": float((terms < n).mean())} for n in (2, 3, 4, 5)]
+    rows += [{"constant": "citations.VERBATIM_MIN_CHARS", "value": n, "sentences": len(chars),
+              "share_below": float((chars < n).mean())} for n in (10, 20, 40)]
+    return rows
 
 
 def support_rows(examples: list[T.Example]) -> list[dict[str, Any]]:
@@ -149,6 +187,10 @@ def main() -> int:
         f1, quote, ratio = quote_f1(examples, base.scored, most)
         quoted.append({"constant": "generators.MAX_QUOTED", "value": most, "quote_f1": f1,
                        "quote": quote, "ratio": ratio})
+    for name, grid in (("shipped", QUOTE_GRID), ("wider", WIDE_QUOTE_GRID)):
+        f1, quote, ratio = quote_f1(examples, base.scored, 3, grid)
+        quoted.append({"constant": "train quoting grid", "value": name, "quote_f1": f1, "quote": quote,
+                       "ratio": ratio})
 
     for n in (0, 3, 6, 12):
         run("train.OFF_TOPIC", n, off_topic=n)
@@ -167,22 +209,28 @@ def main() -> int:
         pools.append({"constant": "retrieval.POOL", "value": pool, **grid[str(alpha)]})
 
     support = support_rows(examples)
+    followups = followup_rows()
+    sizes = claim_sizes(examples)
 
     def rounded(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rs]
 
-    rows, quoted, pools, support = rounded(rows), rounded(quoted), rounded(pools), rounded(support)
+    rows, quoted, pools, support, sizes = (rounded(rows), rounded(quoted), rounded(pools), rounded(support),
+                                           rounded(sizes))
     print(table(rows, ["constant", "value", "evidence_in_candidates", "evidence_auc", "top1", "answerable_auc",
                        "answered", "near_topic_declined", "off_topic_declined"]))
     print(table(quoted, ["constant", "value", "quote_f1", "quote", "ratio"]))
     print(table(pools, ["constant", "value", "recall@5", "mrr@10"]))
     print(table(support, ["constant", "value", "claims", "own_kept", "other_rejected", "own_vs_other_auc",
                           "invented_name_rejected"]))
+    print(table(sizes, ["constant", "value", "sentences", "share_below"]))
+    print(table(followups, ["constant", "value", "followups", "followups_evidence_at_k", "standalone_unchanged"]))
     path = write("answer_constants", {
         "split": "tune", "alpha": alpha, "folds": T.FOLDS,
         "note": "one constant at a time, the others at their shipped values; out of fold, folds grouped by "
                 "document; decision rates with thresholds chosen on four folds and applied to the fifth",
-        "decision": rows, "quoting": quoted, "retrieval_pool": pools, "support_check": support})
+        "decision": rows, "quoting": quoted, "retrieval_pool": pools, "support_check": support,
+        "claim_sizes": sizes, "followup_rules": followups})
     print(f"wrote {path}")
     return 0
 

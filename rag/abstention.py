@@ -99,6 +99,8 @@ class AnswerabilityModel:
             return Decision(True, "supported", signals)
         terms = key_terms(question)
         unknown = [t for t in terms if not in_corpus(t)]
+        # Only which reason is shown: the decision above is already made.  Half or more of the
+        # question's key terms unknown to the corpus is what "never mention" can honestly claim.
         if unknown and signals["unknown_terms"] >= 0.5:
             reason = f"the documents never mention: {', '.join(unknown)}"
         elif signals["asks_type"]:

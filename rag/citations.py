@@ -28,11 +28,15 @@ from rag.types import Citation, Hit
 #: evidence sentences with every third word dropped, 90.3 % are kept against their own passage
 #: and 98.5 % rejected against the most question-like sentence that is not evidence.
 SUPPORT_THRESHOLD = 0.62
-#: Sentences with fewer content words are fragments, not claims.
+#: Sentences with fewer content words are fragments, not claims.  Of the 376 tune evidence
+#: sentences (what a faithful answer sentence says), 0.5 % have fewer than 3 and 3.2 % fewer than 4
+#: (``python benchmarks/answer_constants.py``).
 MIN_CLAIM_TERMS = 3
 # How a claim's support is scored, measured on the tune split by
 # ``python benchmarks/answer_constants.py`` (benchmarks/results/answer_constants.json).
-#: A claim at least this long found word for word in the passage is supported outright.
+#: A claim at least this long found word for word in the passage is supported outright.  None of
+#: the 376 tune evidence sentences is shorter (5.3 % are under 40 characters): the limit only keeps
+#: a two- or three-word fragment from passing as proof because it occurs somewhere in the passage.
 VERBATIM_MIN_CHARS = 20
 #: Support = SIMILARITY_WEIGHT × MiniLM similarity + (1 − SIMILARITY_WEIGHT) × key-term overlap.
 #: From 0.3 to 0.7: claims kept against their own passage 0.903 up to 0.5, then 0.895 and 0.890;

@@ -46,6 +46,16 @@ MAX_OWN_TERMS = 2
 #: more of its own is still rewritten.  Chosen on the same tune split by the same command
 #: ("topic_grid", with MAX_OWN_TERMS fixed): 0.35 to 0.6 all score best there; this is the middle.
 MIN_TOPIC_SIMILARITY = 0.45
+#: A question with at most this many content words of its own and no name is a follow-up even
+#: without a referring word ("And the year?").  0, 1 and 2 score the same on the 24 tune follow-ups
+#: (evidence in the top 5 for 0.958, standalone questions unchanged 1.0;
+#: ``python benchmarks/answer_constants.py``): the tune set does not tell them apart.
+NAMELESS_TERMS = 1
+#: Names taken from the previous answer when a follow-up names nothing itself ("When was it
+#: agreed?" after an answer naming the plan).  0, 3, 6 and 10 score the same on the 24 tune
+#: follow-ups (0.958, 1.0; ``python benchmarks/answer_constants.py``): the tune set does not tell
+#: them apart, and 6 is a judgement, enough for a plan's or person's full name.
+ANSWER_NAMES = 6
 
 # "Is it possible to …", "How long does it take to …": "it" that points at nothing.
 _EXPLETIVE = re.compile(r"\b(?:is|was|does|did|will|would|can|could|should)\s+it\s+(?:possible|necessary|true|"
@@ -122,7 +132,7 @@ def refers_back(question: str, previous: str, similarity: float | None = None) -
     if pointing and similarity is not None and similarity >= MIN_TOPIC_SIMILARITY:
         return f"'{pointing}' refers to the previous question, which was about the same (similarity {similarity:.2f})"
     names = [w for n, w in enumerate(words) if _name_like(w, n == 0) and tokenize(w)]
-    if len(own) <= 1 and not names and previous:
+    if len(own) <= NAMELESS_TERMS and not names and previous:
         return "it names nothing of its own"
     if previous and _FRAGMENT.match(question) and not _AUXILIARY.search(question):
         return "it is the fragment of a question"
@@ -167,7 +177,7 @@ def _carry(q: str, previous: str, previous_answer: str) -> str:
     if not own_terms(q) and previous_answer:
         names = [w for n, w in enumerate(_words(previous_answer))
                  if _name_like(w, False) and not re.search(r"\d", w) and tokenize(w)]
-        carried += [w for w in dict.fromkeys(names) if w not in carried][:6]
+        carried += [w for w in dict.fromkeys(names) if w not in carried][:ANSWER_NAMES]
     return " ".join(dict.fromkeys(carried))
 
 

@@ -52,6 +52,10 @@ class Generator(Protocol):
         ...
 
 
+# A generator built directly has the defaults of one built from settings.
+_MAX_TOKENS: int = LLMSettings.model_fields["max_tokens"].default
+_TIMEOUT_S: float = LLMSettings.model_fields["timeout_s"].default
+
 #: The most sentences an extractive answer quotes (and ``python -m rag.train`` fits its quoting
 #: thresholds for).  F1 of the quoted sentences against the evidence on the tune split, quoting
 #: thresholds refit for each (``python benchmarks/answer_constants.py``): 0.677 at 1, 0.683 at 2,
@@ -202,8 +206,8 @@ class LlamaCppGenerator:
     name = "llama-cpp"
 
     def __init__(self, model_path: str | Path | None = None, *, cache_dir: Path | None = None,
-                 n_ctx: int = 4096, max_tokens: int = 256, n_threads: int | None = None,
-                 prompt_style: str = "auto", timeout_s: float = 120.0, rewrite: str = "auto") -> None:
+                 n_ctx: int = 4096, max_tokens: int = _MAX_TOKENS, n_threads: int | None = None,
+                 prompt_style: str = "auto", timeout_s: float = _TIMEOUT_S, rewrite: str = "auto") -> None:
         self.timeout_s = timeout_s
         # The bundled Gemma 3 270M answers instead of rewriting: on the tune split of
         # eval/followups.jsonl none of the 16 follow-ups it was asked got a usable rewrite
@@ -321,7 +325,7 @@ class OpenAIGenerator:
     name = "openai"
 
     def __init__(self, model: str = "gpt-4o-mini", *, base_url: str | None = None,
-                 api_key: str | None = None, timeout_s: float = 60.0, max_tokens: int = 256,
+                 api_key: str | None = None, timeout_s: float = _TIMEOUT_S, max_tokens: int = _MAX_TOKENS,
                  prompt_style: str = "passages", rewrite: str = "auto") -> None:
         if prompt_style not in ("passages", "evidence", "auto"):
             raise ConfigError(f"unknown prompt style '{prompt_style}'; use 'passages' or 'evidence'")
