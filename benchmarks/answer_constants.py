@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,17 +41,6 @@ QUOTE_GRID = [(q, r) for q in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for r in (0.5,
 #: A wider quoting grid than ``python -m rag.train`` searches (its choice, 0.2, is on the edge).
 WIDE_QUOTE_GRID = [(q, r) for q in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
                    for r in (0.3, 0.5, 0.7, 0.85, 0.95)]
-
-
-@contextmanager
-def setting(module: Any, name: str, value: Any) -> Iterator[None]:
-    """``module.name = value`` for the duration of the block."""
-    old = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, old)
 
 
 def decision_row(constant: str, value: Any, examples: list[T.Example], o: T.OutOfFold) -> dict[str, Any]:
@@ -91,7 +80,7 @@ def followup_rows() -> list[dict[str, Any]]:
     rows = []
     for name, values in (("NAMELESS_TERMS", (0, 1, 2)), ("ANSWER_NAMES", (0, 3, 6, 10))):
         for v in values:
-            with setting(rag.followup, name, v):
+            with patch.object(rag.followup, name, v):
                 s = evaluate_followups("tune")
             rows.append({"constant": f"followup.{name}", "value": v, "followups": s["followups"],
                          "followups_evidence_at_k": s["followups_evidence_at_k"],
@@ -155,7 +144,7 @@ def support_rows(examples: list[T.Example]) -> list[dict[str, Any]]:
     for name, values in (("SIMILARITY_WEIGHT", (0.3, 0.4, 0.5, 0.6, 0.7)), ("NAME_PENALTY", (0.1, 0.25, 0.4)),
                          ("PAIR_PENALTY", (0.0, 0.03, 0.1))):
         for v in values:
-            with setting(rag.citations, name, v):
+            with patch.object(rag.citations, name, v):
                 rows.append(measure(name, v))
     return rows
 
@@ -172,13 +161,13 @@ def main() -> int:
     for name, values in (("MIN_WORDS", (3, 4, 5, 6)), ("NEIGHBOUR_CREDIT", (0.25, 0.5, 0.75)),
                          ("VALUE_REACH", (15, 25, 40))):
         for v in values:
-            with setting(rag.evidence, name, v):
+            with patch.object(rag.evidence, name, v):
                 run(f"evidence.{name}", v)
 
     examples = T.collect("tune", progress=False, alpha=alpha)
     for name, values in (("TOP", (2, 3, 5)), ("WINDOW", (5, 10, 20))):
         for v in values:
-            with setting(rag.abstention, name, v):
+            with patch.object(rag.abstention, name, v):
                 rows.append(decision_row(f"abstention.{name}", v, examples, T.out_of_fold(examples)))
 
     base = T.out_of_fold(examples)
@@ -204,7 +193,7 @@ def main() -> int:
 
     pools = []
     for pool in (20, 50, 100):
-        with setting(rag.retrieval, "POOL", pool):
+        with patch.object(rag.retrieval, "POOL", pool):
             _, grid = T.choose_alpha("tune")
         pools.append({"constant": "retrieval.POOL", "value": pool, **grid[str(alpha)]})
 
