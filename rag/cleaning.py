@@ -23,6 +23,10 @@ _GLUED_MARKER = re.compile(rf"(?<=[\w.,;:!?\"”’')\]])([{_SUPERSCRIPTS}]+)")
 _EMPTY_LINK = re.compile(r"\[([^\]\n]+)\]\(#\)")
 _FOOTNOTE_BODY = re.compile(rf"^([{_SUPERSCRIPTS}]+|\d{{1,3}})\s+(?=\S)")
 _LINE_HYPHEN = re.compile(r"(?<=[a-z])-\n(?=[a-z])")
+# groff (``man``'s text output) breaks a word at a line end with U+2010 HYPHEN and indents the
+# next line: "gen‐\n       eral".  Like PDFium's mark, it does not say whether the hyphen was
+# the word's own, so it is resolved by the document's spelling (:func:`join_marked_hyphens`).
+_TYPESET_HYPHEN = re.compile(r"(?<=\w)\u2010\n[ \t]*(?=\w)")
 _ENDS_SENTENCE = re.compile(r"[.!?:;\"”’)\]…]$")
 
 
@@ -30,6 +34,8 @@ def clean_text(text: str) -> str:
     """Return ``text`` with extraction artefacts repaired (see the module docstring)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00ad", "")
     text = _EMPTY_LINK.sub(r"\1", text)
+    if "\u2010" in text:
+        text = join_marked_hyphens([_TYPESET_HYPHEN.sub("\ufffe", text)])[0]
     text = _LINE_HYPHEN.sub("", text)
     paragraphs = [_tidy(p) for p in re.split(r"\n[ \t]*\n", text)]
     paragraphs = [p for p in paragraphs if p and not _DEBRIS.match(p)]

@@ -294,3 +294,17 @@ def test_encrypted_pdf_fixture_really_is_encrypted(tmp_path: Path) -> None:
     assert reader.is_encrypted
     assert reader.decrypt("s3cret")  # and it has a text layer once unlocked
     assert "Secret text" in reader.pages[0].extract_text()
+
+
+def test_manual_page_line_break_hyphens_are_resolved_by_the_documents_spelling(tmp_path: Path) -> None:
+    # `man` (groff) breaks a word at a line end with U+2010 and indents the next line.
+    page = ("DESCRIPTION\n"
+            "       A  crontab file contains instructions to the cron(8) daemon of the gen\u2010\n"
+            "       eral form.  Lines may name a non\u2010\n"
+            "       empty list; a non-empty list is read in general order.\n")
+    path = tmp_path / "crontab.5.txt"
+    path.write_text(page, encoding="utf-8")
+    text = load_document(path).text
+    assert "\u2010" not in text
+    assert "daemon of the general form." in text   # the typesetter's hyphen: joined
+    assert "may name a non-empty list" in text     # the document writes it hyphenated: kept
