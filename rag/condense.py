@@ -34,7 +34,8 @@ CONDENSE_SYSTEM = (
 MAX_ANSWER_CHARS = 600
 #: Turns of the conversation given to the model (the rewrite refers to the latest ones).
 MAX_TURNS = 2
-#: A reply longer than this many characters is not one question (questions in the QA sets are under 200).
+#: A reply longer than this many characters is not one question (the 1,326 questions of the QA
+#: collection and the follow-up set are at most 186 characters long).
 MAX_QUESTION_CHARS = 300
 
 _PREFIX = re.compile(r"^\s*(?:\**\s*)?(?:standalone question|rewritten question|question)\s*:\s*\**\s*", re.IGNORECASE)
