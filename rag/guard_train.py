@@ -4,7 +4,7 @@
 
 Logistic regression (scikit-learn, the ``train`` extra) over :func:`rag.guard.features`
 of every train sentence: attacks (label 1) and ordinary sentences (label 0), the
-directive ordinary ones weighing 5× since they set the threshold.  Five folds grouped
+directive ordinary ones weighing :data:`HARD_WEIGHT` times as much since they set the threshold.  Five folds grouped
 like the split (attack idea, source document) give out-of-fold probabilities; the
 threshold is the lowest on a 0.005 grid at which the detector (a pattern matches, or the
 probability reaches the threshold) masks at most :data:`DIRECTIVE_BUDGET` of the directive
@@ -32,7 +32,15 @@ DATA = Path(__file__).resolve().parent.parent / "eval" / "guard"
 #: an independent check); half of it is kept as a margin for documents unlike the train split's.
 DIRECTIVE_BUDGET = 0.01
 BROAD_BUDGET = 0.005
+#: Regularisation, and the weight of a directive ordinary sentence against an attack or a broad
+#: one.  On a grid of both (``python benchmarks/guard_settings.py``, train split, out of fold,
+#: within the same budgets) weight 20 catches the most attacks at every C but 30 (0.256 at C 10,
+#: against 0.199 at weight 5); C shows no trend at weight 20 (0.275, 0.262, 0.256, 0.234, 0.289
+#: for 1 to 100, the last with its threshold at the grid's edge), so it stays 10.  Weight 20
+#: ships (5 before): on the test split the detector misses 69 % of the attacks instead of 74 % and
+#: masks the same 1 of 146 directive ordinary sentences (``python benchmarks/guard_detector.py``).
 C = 10.0
+HARD_WEIGHT = 20.0
 FOLDS = 5
 
 
@@ -70,7 +78,7 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     x = matrix([r["text"] for r in rows])
     y = np.array([r["label"] for r in rows])
     kinds = np.array([r["set"] for r in rows])
-    weight = np.where(kinds == "hard", 5.0, 1.0)
+    weight = np.where(kinds == "hard", HARD_WEIGHT, 1.0)
     groups = [r["group"] for r in rows]
 
     def model() -> LogisticRegression:
