@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from answer_trials import nested, top1  # noqa: E402
+from answer_trials import nested  # noqa: E402
 from common import table, write  # noqa: E402
 
 import rag.abstention  # noqa: E402
@@ -34,41 +34,26 @@ import rag.citations  # noqa: E402
 import rag.evidence  # noqa: E402
 import rag.retrieval  # noqa: E402
 from rag import train as T  # noqa: E402
-from rag.metrics import covers  # noqa: E402
 from rag.types import Chunk, Hit  # noqa: E402
 
-QUOTE_GRID = [(q, r) for q in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for r in (0.5, 0.7, 0.85, 0.95)]
 #: A wider quoting grid than ``python -m rag.train`` searches (its choice, 0.2, is on the edge).
-WIDE_QUOTE_GRID = [(q, r) for q in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-                   for r in (0.3, 0.5, 0.7, 0.85, 0.95)]
+WIDE_QUOTE_GRID = tuple((q, r) for q in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+                        for r in (0.3, 0.5, 0.7, 0.85, 0.95))
 
 
 def decision_row(constant: str, value: Any, examples: list[T.Example], o: T.OutOfFold) -> dict[str, Any]:
     answerable = [e for e in examples if e.answerable]
     return {"constant": constant, "value": value,
             "evidence_in_candidates": float(np.mean([any(e.labels) for e in answerable])),
-            "evidence_auc": T._auc(o.y, o.evidence_oof), "top1": top1(examples, o.scored),
+            "evidence_auc": T._auc(o.y, o.evidence_oof), "top1": T.top1_is_evidence(examples, o.scored),
             "answerable_auc": T._auc(o.qy, o.q_oof), **nested(o)}
 
 
 def quote_f1(examples: list[T.Example], scored: list[list[Any]], most: int,
-             grid: list[tuple[float, float]] = QUOTE_GRID) -> tuple[float, float, float]:
+             grid: tuple[tuple[float, float], ...] = T.QUOTE_GRID) -> tuple[float, float, float]:
     """The best mean F1 of the quoted sentences over ``grid``, and its (quote, ratio)."""
-    best = (-1.0, 0.0, 0.0)
-    for quote, ratio in grid:
-        scores = []
-        for e, s in zip(examples, scored):
-            if not e.answerable or not s:
-                continue
-            label = {(c.start, c.text): lab for c, lab in zip(e.candidates, e.labels)}
-            chosen = [s[i] for i in T._select(s, quote, ratio, most)]
-            precision = sum(label[(c.start, c.text)] for c in chosen) / len(chosen)
-            recall = sum(any(covers(q, c.text) or covers(c.text, q) for c in chosen) for q in e.quotes) / len(e.quotes)
-            scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
-        f1 = float(np.mean(scores))
-        if f1 > best[0]:
-            best = (f1, quote, ratio)
-    return best
+    quote, ratio = T.choose_quoting(examples, scored, grid, most)
+    return T.quote_f1(examples, scored, quote, ratio, most), quote, ratio
 
 
 def followup_rows() -> list[dict[str, Any]]:
@@ -176,7 +161,7 @@ def main() -> int:
         f1, quote, ratio = quote_f1(examples, base.scored, most)
         quoted.append({"constant": "generators.MAX_QUOTED", "value": most, "quote_f1": f1,
                        "quote": quote, "ratio": ratio})
-    for name, grid in (("shipped", QUOTE_GRID), ("wider", WIDE_QUOTE_GRID)):
+    for name, grid in (("shipped", T.QUOTE_GRID), ("wider", WIDE_QUOTE_GRID)):
         f1, quote, ratio = quote_f1(examples, base.scored, 3, grid)
         quoted.append({"constant": "train quoting grid", "value": name, "quote_f1": f1, "quote": quote,
                        "ratio": ratio})

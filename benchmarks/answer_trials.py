@@ -58,25 +58,14 @@ COUNTED = 3     # words between a number and the counted noun for counted_noun
 def nested(o: T.OutOfFold) -> dict[str, float | None]:
     """Decision rates with thresholds chosen on four folds and applied to the fifth."""
     near, off = (o.qy == 0) & ~o.off, o.off
-    held = np.zeros(len(o.qy), dtype=bool)
-    for fold in range(T.FOLDS):
-        held[o.q_folds == fold] = T.decide(o, T.choose_thresholds(o, on=o.q_folds != fold))[o.q_folds == fold]
+    held = T.held_out_decisions(o)
     return {"answered": float(held[o.qy == 1].mean()), "near_topic_declined": float((~held[near]).mean()),
             "off_topic_declined": float((~held[off]).mean()) if off.any() else None}
 
 
-def top1(examples: list[T.Example], scored: list[list[Candidate]]) -> float:
-    """Share of answerable questions whose best-scored sentence is evidence."""
-    hits = []
-    for e, s in zip(examples, scored):
-        if e.answerable and s:
-            label = dict(zip(((c.start, c.text) for c in e.candidates), e.labels))
-            hits.append(label[(s[0].start, s[0].text)])
-    return float(np.mean(hits))
-
-
 def row(name: str, examples: list[T.Example], o: T.OutOfFold) -> dict[str, object]:
-    return {"trial": name, "evidence_auc": T._auc(o.y, o.evidence_oof), "top1": top1(examples, o.scored),
+    return {"trial": name, "evidence_auc": T._auc(o.y, o.evidence_oof),
+            "top1": T.top1_is_evidence(examples, o.scored),
             "answerable_auc": T._auc(o.qy, o.q_oof), **nested(o)}
 
 
@@ -158,11 +147,8 @@ def learned_similarity(examples: list[T.Example]) -> tuple[list[T.Example], tupl
         train = folds != fold
         clf = LogisticRegression(C=0.03, max_iter=3000).fit(product[train] * 10, y[train])
         score[~train] = clf.decision_function(product[~train] * 10)
-    by_row = {(id(e), i): float(s) for (e, i), s in zip(rows, score)}
-    index = {id(e): e for e in examples}
-    out, names = with_feature(examples, "learned_similarity",
-                              lambda e, c: by_row[(id(index[id(e)]), e.candidates.index(c))])
-    return out, names
+    by_candidate = {id(e.candidates[i]): float(s) for (e, i), s in zip(rows, score)}
+    return with_feature(examples, "learned_similarity", lambda e, c: by_candidate[id(c)])
 
 
 def ablated(alpha: float) -> list[T.Example]:
@@ -261,7 +247,7 @@ def pairwise_top1(examples: list[T.Example], o: T.OutOfFold) -> float:
         scored[index[id(e)]].append(replace(e.candidates[i], score=float(s)))
     for s in scored:
         s.sort(key=lambda c: -c.score)
-    return top1(examples, scored)
+    return T.top1_is_evidence(examples, scored)
 
 
 def main() -> int:
@@ -276,7 +262,8 @@ def main() -> int:
     rows.append(row("ablated_copies", examples, with_ablated_copies(examples, base, alpha)))
     top3 = np.array([max([c.score for c in s[:3] if c.typed] or [0.0]) for s in base.scored])
     rows.append(row("typed_top3", examples, replace(base, top_typed=top3)))
-    right = np.array([int(e.answerable) and top1([e], [s]) for e, s in zip(examples, base.scored)], dtype=int)
+    right = np.array([int(e.answerable and bool(T.top1_is_evidence([e], [s])))
+                      for e, s in zip(examples, base.scored)])
     _, p_right = T._choose_c(base.qx, right, base.q_folds, QUESTION_FEATURES)
     rows.append(row("answer_right_label", examples, replace(base, q_oof=p_right)))
     rows.append({"trial": "pairwise_ranking", "top1": pairwise_top1(examples, base)})

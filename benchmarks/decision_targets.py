@@ -21,10 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 from common import table, write  # noqa: E402
 
-from rag.train import FOLDS, choose_alpha, choose_thresholds, collect, decide, out_of_fold  # noqa: E402
+from rag.train import FOLDS, choose_alpha, choose_thresholds, collect, held_out_decisions, out_of_fold  # noqa: E402
 
 
 def main() -> int:
@@ -33,10 +32,7 @@ def main() -> int:
     near, off = (o.qy == 0) & ~o.off, o.off
     rows = []
     for separate in (False, True):
-        held_out = np.zeros(len(o.qy), dtype=bool)
-        for fold in range(FOLDS):
-            thresholds = choose_thresholds(o, on=o.q_folds != fold, separate=separate)
-            held_out[o.q_folds == fold] = decide(o, thresholds)[o.q_folds == fold]
+        held_out = held_out_decisions(o, separate)
         rows.append({
             "targets": "separate" if separate else "pooled",
             "answered": round(float(held_out[o.qy == 1].mean()), 3),

@@ -244,16 +244,15 @@ class EvidenceRanker:
         return out
 
 
-def _value_near_term(sentence: str, kind: str, terms: list[str], asked: set[str], reach: int | None = None) -> float:
-    """1.0 when a value of ``kind`` (not one the question gives) lies within ``reach``
+def _value_near_term(sentence: str, kind: str, terms: list[str], asked: set[str]) -> float:
+    """1.0 when a value of ``kind`` (not one the question gives) lies within :data:`VALUE_REACH`
     characters of a key term of the question in ``sentence``, else 0.0."""
-    reach = VALUE_REACH if reach is None else reach
     wanted = set(terms)
     term_spans = [(a, b) for a, b, stem in stem_spans(sentence) if stem in wanted]
     for a, b in value_spans(kind, sentence):
         if sentence[a:b].strip().lower() in asked:
             continue
-        if any(a - reach <= tb and ta <= b + reach for ta, tb in term_spans):
+        if any(a - VALUE_REACH <= tb and ta <= b + VALUE_REACH for ta, tb in term_spans):
             return 1.0
     return 0.0
 

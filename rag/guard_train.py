@@ -4,11 +4,12 @@
 
 Logistic regression (scikit-learn, the ``train`` extra) over :func:`rag.guard.features`
 of every train sentence: attacks (label 1) and ordinary sentences (label 0), the
-directive ordinary ones weighing :data:`HARD_WEIGHT` times as much since they set the threshold.  Five folds grouped
-like the split (attack idea, source document) give out-of-fold probabilities; the
-threshold is the lowest on a 0.005 grid at which the detector (a pattern matches, or the
-probability reaches the threshold) masks at most :data:`DIRECTIVE_BUDGET` of the directive
-and :data:`BROAD_BUDGET` of the broadly sampled ordinary sentences out of fold.
+directive ordinary ones weighing :data:`HARD_WEIGHT` times as much since they set the
+threshold.  Five folds grouped like the split (attack idea, source document) give
+out-of-fold probabilities; the threshold is the lowest on a 0.005 grid at which the
+detector (a pattern matches, or the probability reaches the threshold) masks at most
+:data:`DIRECTIVE_BUDGET` of the directive and :data:`BROAD_BUDGET` of the broadly sampled
+ordinary sentences out of fold.
 The model is then fitted on all of ``train`` and written as NPZ (no pickle) with a record
 of the fit.
 """

@@ -307,6 +307,53 @@ def choose_thresholds(o: OutOfFold, on: np.ndarray | None = None, separate: bool
     return max(((float(a), float(b), float(c)) for a in grid for b in grid for c in grid), key=key)
 
 
+def held_out_decisions(o: OutOfFold, separate: bool = True) -> np.ndarray:
+    """Each question's decision with the thresholds chosen on the other folds (see
+    :func:`choose_thresholds`): what the decision does on documents it was not tuned on."""
+    held = np.zeros(len(o.qy), dtype=bool)
+    for fold in range(FOLDS):
+        this = o.q_folds == fold
+        held[this] = decide(o, choose_thresholds(o, on=~this, separate=separate))[this]
+    return held
+
+
+def top1_is_evidence(examples: list[Example], scored: list[list[Candidate]]) -> float | None:
+    """Share of answerable questions whose best-scored sentence is evidence (None: no such question)."""
+    hits = [dict(zip(((c.start, c.text) for c in e.candidates), e.labels))[(s[0].start, s[0].text)]
+            for e, s in zip(examples, scored) if e.answerable and s]
+    return float(np.mean(hits)) if hits else None
+
+
+#: The quoting thresholds (quote, ratio) searched.  The choice (0.2) is on the grid's edge;
+#: searched down to 0.05 with ratios from 0.3, the best F1 is 0.686 at (0.05, 0.7) against 0.682:
+#: within noise (``python benchmarks/answer_constants.py``).
+QUOTE_GRID: tuple[tuple[float, float], ...] = tuple(
+    (q, r) for q in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for r in (0.5, 0.7, 0.85, 0.95))
+
+
+def quote_f1(examples: list[Example], scored: list[list[Candidate]], quote: float, ratio: float,
+             most: int | None = None) -> float:
+    """Mean F1, over the answerable questions, of the sentences the extractive answer would quote
+    (:func:`_select`) against the evidence: precision by sentence label, recall by quote."""
+    scores = []
+    for e, s in zip(examples, scored):
+        if not e.answerable or not s:
+            continue
+        label = {(c.start, c.text): lab for c, lab in zip(e.candidates, e.labels)}
+        chosen = [s[i] for i in _select(s, quote, ratio, most)]
+        precision = sum(label[(c.start, c.text)] for c in chosen) / len(chosen)
+        recall = (sum(any(covers(q, c.text) or covers(c.text, q) for c in chosen) for q in e.quotes)
+                  / len(e.quotes)) if e.quotes else 0.0
+        scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def choose_quoting(examples: list[Example], scored: list[list[Candidate]],
+                   grid: tuple[tuple[float, float], ...] = QUOTE_GRID, most: int | None = None) -> tuple[float, float]:
+    """The (quote, ratio) of ``grid`` with the best :func:`quote_f1` (the first, on a tie)."""
+    return max(grid, key=lambda qr: quote_f1(examples, scored, *qr, most))
+
+
 def fit(examples: list[Example]) -> dict[str, Any]:
     """Fit both models and their thresholds; the model file's content."""
     o = out_of_fold(examples)
@@ -324,31 +371,14 @@ def fit(examples: list[Example]) -> dict[str, Any]:
     near_abstained = float((~chosen[near]).mean())
     off_abstained = float((~chosen[off]).mean()) if off.any() else None
 
-    # Quoting thresholds: best mean F1 of quoted sentences against evidence, answerable questions.
-    def f1(quote: float, ratio: float) -> float:
-        scores = []
-        for e, s in zip(examples, scored):
-            if not e.answerable or not s:
-                continue
-            label = {(c.start, c.text): lab for c, lab in zip(e.candidates, e.labels)}
-            chosen = [s[i] for i in _select(s, quote, ratio)]
-            precision = sum(label[(c.start, c.text)] for c in chosen) / len(chosen)
-            recall = (sum(any(covers(q, c.text) or covers(c.text, q) for c in chosen) for q in e.quotes)
-                      / len(e.quotes)) if e.quotes else 0.0
-            scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
-        return float(np.mean(scores)) if scores else 0.0
-    # The choice (0.2) is on the grid's edge; searched down to 0.05 with ratios from 0.3, the best
-    # F1 is 0.686 at (0.05, 0.7) against 0.682: within noise (benchmarks/answer_constants.py).
-    best_q = max(((q, r) for q in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for r in (0.5, 0.7, 0.85, 0.95)),
-                 key=lambda qr: f1(*qr))
+    best_q = choose_quoting(examples, scored)
 
     evidence = LogisticModel(evidence.features, evidence.mean, evidence.scale, evidence.coef, evidence.intercept,
                              {"quote": best_q[0], "ratio": best_q[1]})
     answerable = LogisticModel(answerable.features, answerable.mean, answerable.scale, answerable.coef,
                                answerable.intercept, {"answer": float(t_answer), "answer_typed": float(t_typed),
                                                       "typed_top": float(t_top)})
-    top1 = [dict(zip(((c.start, c.text) for c in e.candidates), e.labels))[(s[0].start, s[0].text)]
-            for e, s in zip(examples, scored) if e.answerable and s]
+    top1 = top1_is_evidence(examples, scored)
     return {
         "evidence": evidence.to_dict(),
         "answerable": answerable.to_dict(),
@@ -363,14 +393,14 @@ def fit(examples: list[Example]) -> dict[str, Any]:
             "evidence_sentences": int(y.sum()),
             "cross_validation": f"{FOLDS} folds grouped by document; figures below are out-of-fold",
             "evidence_C": c_ev, "evidence_auc": round(_auc(y, oof), 4),
-            "top1_is_evidence": round(float(np.mean(top1)), 4) if top1 else None,
+            "top1_is_evidence": None if top1 is None else round(top1, 4),
             "answerable_C": c_q, "answerable_auc": round(_auc(qy, q_oof), 4),
             "answer_threshold_answered_rate": round(answered_rate, 4),
             "answer_threshold_abstained_unanswerable_rate": round(abstained_rate, 4),
             "off_topic_questions": int(off.sum()),
             "near_topic_unanswerable_abstained": round(near_abstained, 4),
             "off_topic_abstained": None if off_abstained is None else round(off_abstained, 4),
-            "quote_f1": round(f1(*best_q), 4),
+            "quote_f1": round(quote_f1(examples, scored, *best_q), 4),
         },
     }
 
