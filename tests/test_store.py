@@ -174,3 +174,21 @@ def test_save_replaces_previous_index(tmp_path: Path, seed_store: IndexStore, em
     assert [c.id for c in loaded.chunks] == [c.id for c in seed_store.chunks[:3]]
     assert loaded.manifest["counts"]["chunks"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # no temp or old folder left
+
+
+def test_hnsw_index_saved_with_a_narrower_search_is_searched_at_the_current_width(
+        tmp_path: Path, seed_store: IndexStore, embedder) -> None:
+    from rag.store import HNSW_EF_SEARCH, make_faiss_index
+
+    rows = list(range(len(seed_store.chunks)))
+    vectors = seed_store.vectors(rows)
+    dense = make_faiss_index(vectors, vectors.shape[1], "hnsw")
+    assert dense.hnsw.efSearch == HNSW_EF_SEARCH
+    dense.hnsw.efSearch = 64  # as an index saved by an earlier release
+    manifest = dict(seed_store.manifest, index_type="hnsw")
+    IndexStore(list(seed_store.chunks), dense, seed_store.lexical, manifest, seed_store.sentences).save(
+        tmp_path / "index")
+    loaded = IndexStore.load(tmp_path / "index", model_id=embedder.model_id, dim=embedder.dim)
+    assert loaded.dense.hnsw.efSearch == HNSW_EF_SEARCH
+    # Over the seeds' few chunks the graph finds exactly what exact search finds.
+    assert _results(Retriever(loaded, embedder)) == _results(Retriever(seed_store, embedder))
