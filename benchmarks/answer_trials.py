@@ -17,6 +17,9 @@ Trials:
   words of the noun asked about ("How many *rounds*" → "20 rounds");
 - ``value_window``: the share of the question's key terms (weighted by rarity) within six words
   of a value of the asked kind;
+- ``previous_sentence``: the similarity of the sentence before (and its gap to the best, and
+  whether it is the best-matching one), for answers that go on from a sentence naming the topic
+  ("… includes per-territory orthographies." → "This includes Azerbaijani, …");
 - ``ablated_copies``: the answerable model also fitted on a copy of every answerable question
   retrieved with its evidence passages removed, labelled unanswerable;
 - ``typed_top3``: a typed question answered when any of the three best sentences states the
@@ -125,6 +128,24 @@ def value_window(examples: list[T.Example]) -> Callable[[T.Example, Candidate], 
             best = max(best, sum(w for t, w in idf.items() if t in window) / total)
         return best
     return value
+
+
+def previous_sentence(examples: list[T.Example]) -> tuple[list[T.Example], tuple[str, ...]]:
+    """Three features of the sentence before each candidate in its passage (the nearest earlier
+    candidate of the same passage; sentences too short to be candidates are skipped): its MiniLM
+    similarity, that less the best similarity, and whether it is the best-matching sentence."""
+    out = []
+    for e in examples:
+        best = max(e.candidates, key=lambda c: c.similarity, default=None)
+        cands = []
+        for c in e.candidates:
+            before = [p for p in e.candidates if p.hit_index == c.hit_index and p.end <= c.start]
+            prev = max(before, key=lambda p: p.end, default=None)
+            sim = prev.similarity if prev else 0.0
+            gap = sim - best.similarity if prev and best else -1.0
+            cands.append(replace(c, features=c.features + (sim, gap, float(prev is not None and prev is best))))
+        out.append(replace(e, candidates=cands))
+    return out, FEATURES + ("previous_similarity", "previous_similarity_gap", "follows_best")
 
 
 def learned_similarity(examples: list[T.Example]) -> tuple[list[T.Example], tuple[str, ...]]:
@@ -257,7 +278,8 @@ def main() -> int:
     rows = [row("shipped", examples, base)]
     for name, (ex, names) in (("learned_similarity", learned_similarity(examples)),
                               ("counted_noun", with_feature(examples, "counted_noun", counted_noun)),
-                              ("value_window", with_feature(examples, "value_window", value_window(examples)))):
+                              ("value_window", with_feature(examples, "value_window", value_window(examples))),
+                              ("previous_sentence", previous_sentence(examples))):
         rows.append(row(name, ex, T.out_of_fold(ex, names)))
     rows.append(row("ablated_copies", examples, with_ablated_copies(examples, base, alpha)))
     top3 = np.array([max([c.score for c in s[:3] if c.typed] or [0.0]) for s in base.scored])
