@@ -197,6 +197,14 @@ ANSWER_LINES = 1
 REPEAT_PENALTY = 1.0
 
 
+#: Tokens reserved for a GGUF model's own chat template, which llama.cpp applies around the
+#: system and user turns and which the prompt's count cannot see.  Gemma 3's turns add 8 tokens
+#: to a prompt (measured with the bundled model; ``tests/test_generators.py``); by their formats
+#: ChatML's markers add about 13 and Llama 3.1's headers (with their dates) about 35.  (These were
+#: once reserved as 64 spaces, which Gemma's tokenizer reads as 3 tokens.)
+TEMPLATE_TOKENS = 64
+
+
 def gemma_prompt(user: str) -> str:
     """Gemma's chat turns (Gemma has no system role: the rules live in the user turn)."""
     return f"<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n"
@@ -251,11 +259,10 @@ class LlamaCppGenerator:
                 user = evidence_prompt(request.question, kept, guard=request.guard) if self.evidence else \
                     SYSTEM + "\n\n" + user_prompt(request.question, hits, request.guard)
                 prompt = gemma_prompt(user)
-            else:  # counted as plain text; 64 spaces stand for the model's own chat template's
-                # tokens, which llama.cpp adds and this branch cannot count (a margin, not tuned)
-                prompt = SYSTEM + "\n\n" + user_prompt(request.question, hits, request.guard) + " " * 64
+            else:  # counted as plain text, plus the model's own chat template, which llama.cpp adds
+                prompt = SYSTEM + "\n\n" + user_prompt(request.question, hits, request.guard)
             tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-            if len(tokens) <= budget or len(hits) <= 1:
+            if len(tokens) + (0 if self.gemma else TEMPLATE_TOKENS) <= budget or len(hits) <= 1:
                 return tokens, hits
             hits.pop()
 

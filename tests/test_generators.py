@@ -187,6 +187,33 @@ def test_llama_cpp_respects_max_tokens(make_assistant, gguf_path: Path, llama_ge
 
 
 @pytest.mark.slow
+def test_llama_cpp_reserves_room_for_another_models_chat_template(make_assistant, gguf_path: Path) -> None:  # noqa: ANN001
+    """A model whose chat template llama.cpp applies gets a prompt that leaves TEMPLATE_TOKENS
+    for the template: a passage that fits only without them is dropped."""
+    from rag.generators import TEMPLATE_TOKENS, LlamaCppGenerator, gemma_prompt
+    from rag.prompts import user_prompt
+
+    req = request_for(make_assistant())
+    assert len(req.hits) >= 3
+    probe = LlamaCppGenerator(gguf_path, n_ctx=512, max_tokens=64)
+    count = lambda text: len(probe.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))  # noqa: E731
+    plain = [count(SYSTEM + "\n\n" + user_prompt(req.question, req.hits[:n], True)) for n in (2, 3)]
+    # The bundled model's own template is what the reservation must cover at the least.
+    assert 0 < count(gemma_prompt(SYSTEM)) - count(SYSTEM) <= TEMPLATE_TOKENS
+    probe.llm.close()
+    # A context where three passages fit if the template is not counted, but not if it is.
+    budget = plain[1] + TEMPLATE_TOKENS // 2
+    assert plain[0] + TEMPLATE_TOKENS <= budget
+    gen = LlamaCppGenerator(gguf_path, n_ctx=budget + 64 + 16, max_tokens=64)
+    try:
+        gen.gemma = False  # as for a GGUF of another family: llama.cpp applies its template
+        tokens, hits = gen._fit(req)
+        assert len(hits) == 2 and len(tokens) == plain[0]
+    finally:
+        gen.llm.close()
+
+
+@pytest.mark.slow
 def test_llama_cpp_abstains_on_f35(make_assistant, llama_generator) -> None:  # noqa: ANN001
     answer = make_assistant(llama_generator).ask(F35_Q)
     assert answer.abstained and answer.backend == "llama-cpp"
