@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -152,3 +153,23 @@ def test_cached_corpus_index_is_recut_when_the_text_pipeline_changes(tmp_path: P
     store = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
     assert any("pump" in c.text for c in store.chunks) and not any("PUMP" in c.text for c in store.chunks)
     assert store.manifest["chunking"]["pipeline"] != "older text pipeline"
+
+
+UNTYPED = COLLECTION.parent / "qa" / "untyped"
+
+
+@pytest.mark.parametrize("path", sorted(UNTYPED.glob("*.jsonl")), ids=lambda p: p.stem)
+def test_untyped_questions_are_verified_tune_questions_without_typed_openers(path: Path) -> None:
+    """eval/qa/untyped (benchmarks/untyped_questions.py): questions about a corpus's tune
+    documents, asked without an opener that names the kind of value, every quote verified."""
+    corpus = next(c for c in _corpora() if c.name == path.stem)
+    items = load_qa(path)
+    assert dataset_errors(items, corpus.folder) == []
+    known = {i.id for i in _items(corpus.name)}
+    assert len({i.id for i in items}) == len(items) and not known & {i.id for i in items}
+    assert {i.question for i in items}.isdisjoint(i.question for i in _items(corpus.name))
+    for item in items:
+        assert corpus.split_of(item) == "tune", item.id
+        assert item.kind in KINDS and item.answerable == (item.kind != "unanswerable"), item.id
+        assert not re.match(r"\s*(how (many|much|long)|when|who|whom|whose|which version|what (year|date|version))\b",
+                            item.question, re.IGNORECASE), item.id
