@@ -20,6 +20,13 @@ Trials:
 - ``previous_sentence``: the similarity of the sentence before (and its gap to the best, and
   whether it is the best-matching one), for answers that go on from a sentence naming the topic
   ("… includes per-territory orthographies." → "This includes Azerbaijani, …");
+- ``more_name_nouns``: "path", "RFC", "standard", "specification", "parameter", "switch",
+  "constant", "method", "routine" and "header" also read as asking for a name ("What is the path
+  of …", "Which RFC …");
+- ``name_shapes``: a question asking for a path or file, an option, a variable, a function or a
+  standard needs a name of that shape (``/etc/x.conf``, ``--keep``, ``HOME_DIR``, ``bz_open()``,
+  ``RFC 7539``) for the sentence to count as stating it, instead of any name-like token;
+- ``more_name_nouns_and_shapes``: both;
 - ``ablated_copies``: the answerable model also fitted on a copy of every answerable question
   retrieved with its evidence passages removed, labelled unanswerable;
 - ``typed_top3``: a typed question answered when any of the three best sentences states the
@@ -36,8 +43,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -146,6 +155,50 @@ def previous_sentence(examples: list[T.Example]) -> tuple[list[T.Example], tuple
             cands.append(replace(c, features=c.features + (sim, gap, float(prev is not None and prev is best))))
         out.append(replace(e, candidates=cands))
     return out, FEATURES + ("previous_similarity", "previous_similarity_gap", "follows_best")
+
+
+#: ``more_name_nouns``: nouns a name question may ask for, besides the shipped ones.
+MORE_NAME_NOUNS = "path|rfc|standard|specification|parameter|switch|constant|method|routine|header"
+#: ``name_shapes``: for a question asking for one of these, the shape the name must have.
+NAME_SHAPES = [
+    (re.compile(r"\b(?:path|directory|folder|file)$"),
+     re.compile(r"(?:~|\.{1,2})?/[\w.+<>-][\w./+<>-]*|\b[\w+-]+\.[a-z][a-z0-9]{0,4}\b")),
+    (re.compile(r"\b(?:option|flag|switch|argument|parameter)$"), re.compile(r"(?<![\w-])--?[a-zA-Z][\w-]*|\b\w+=\S+")),
+    (re.compile(r"\b(?:variable|constant|macro)$"), re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\$\{?\w+|\b[A-Z][A-Z0-9]{2,}\b")),
+    (re.compile(r"\b(?:function|method|routine)$"), re.compile(r"\b\w+_\w+\b|\b\w+\(\)|\b[a-z]+[A-Z]\w*\b")),
+    (re.compile(r"\b(?:rfc|standard|specification)$"),
+     re.compile(r"\bRFC[\s-]?\d+|\b(?:ISO|IEC|IEEE|ANSI|POSIX|NIST|FIPS|ECMA)\b[\s/-]*[\w.-]*\d")),
+]
+
+
+@contextmanager
+def name_questions(nouns: bool, shapes: bool) -> Iterator[None]:
+    """Featurise with more nouns read as asking for a name, and/or with a name of the asked shape
+    (a path, option, variable, function or standard's number) required for the typed flag."""
+    import rag.answer_types as at
+    import rag.evidence as ev
+
+    asks, has_type = list(at._ASKS), ev.has_type
+    if nouns:
+        kind, pattern = at._ASKS[-1]
+        at._ASKS[-1] = (kind, re.compile(pattern.pattern.replace("(?:name|option|", f"(?:name|option|{MORE_NAME_NOUNS}|")))
+
+    def shaped(sentence: str, kind: str | None, question: str = "") -> bool:
+        if kind == "name":
+            m = at._ASKS[-1][1].search(" ".join(question.lower().split()))
+            shape = next((s for noun, s in NAME_SHAPES if m and noun.search(m.group())), None)
+            if shape is not None:
+                asked = {v.lower() for v in shape.findall(question)}
+                return any(v.lower() not in asked for v in shape.findall(sentence))
+        return has_type(sentence, kind, question)
+
+    if shapes:
+        ev.has_type = shaped
+    try:
+        yield
+    finally:
+        at._ASKS[:] = asks
+        ev.has_type = has_type
 
 
 def learned_similarity(examples: list[T.Example]) -> tuple[list[T.Example], tuple[str, ...]]:
@@ -281,6 +334,11 @@ def main() -> int:
                               ("value_window", with_feature(examples, "value_window", value_window(examples))),
                               ("previous_sentence", previous_sentence(examples))):
         rows.append(row(name, ex, T.out_of_fold(ex, names)))
+    for name, nouns, shapes in (("more_name_nouns", True, False), ("name_shapes", False, True),
+                                ("more_name_nouns_and_shapes", True, True)):
+        with name_questions(nouns, shapes):
+            patched = T.collect("tune", progress=False, alpha=alpha)
+        rows.append(row(name, patched, T.out_of_fold(patched)))
     rows.append(row("ablated_copies", examples, with_ablated_copies(examples, base, alpha)))
     top3 = np.array([max([c.score for c in s[:3] if c.typed] or [0.0]) for s in base.scored])
     rows.append(row("typed_top3", examples, replace(base, top_typed=top3)))
