@@ -12,7 +12,8 @@ import re
 from rag.sentences import paragraph_spans, sentence_spans
 from rag.types import Chunk, Document
 
-_HEADING_MAX_WORDS = 12
+#: A one-line paragraph of at most this many words, not ending like a sentence, is a heading.
+HEADING_MAX_WORDS = 12
 
 
 def _is_heading(text: str, start: int, end: int, is_last: bool) -> bool:
@@ -22,7 +23,7 @@ def _is_heading(text: str, start: int, end: int, is_last: bool) -> bool:
     if para.lstrip().startswith("#"):
         return True
     words = para.split()
-    return 0 < len(words) <= _HEADING_MAX_WORDS and not re.search(r"[.!?,;:\"”’)]$", para)
+    return 0 < len(words) <= HEADING_MAX_WORDS and not re.search(r"[.!?,;:\"”’)]$", para)
 
 
 def _units(text: str, size: int) -> list[tuple[int, int, bool]]:

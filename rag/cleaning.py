@@ -90,6 +90,11 @@ _NUMBERED_HEADING = re.compile(
     r"\s+\S.{0,90}$", re.IGNORECASE)
 #: Lines at a page's top or bottom that are checked for furniture.
 EDGE_LINES = 3
+#: An edge line recurring (numbers blanked) on at least this many pages' edges is furniture: a
+#: running head of a chapter of three pages or more.
+FURNITURE_PAGES = 3
+#: Furniture is shorter than this; a longer recurring line is text.
+FURNITURE_MAX_CHARS = 120
 
 
 def _furniture_key(line: str) -> str:
@@ -102,9 +107,9 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
     numbered and short headings on lines of their own; wrapped lines joined.
 
     An edge line (one of a page's first or last :data:`EDGE_LINES`) is furniture when,
-    numbers blanked, it recurs at the edge of at least two other pages (a running head
-    of a chapter of three pages or more) and does not end like a sentence, or when it
-    is only a page number.
+    numbers blanked, it recurs at the edge of at least :data:`FURNITURE_PAGES` pages, is
+    shorter than :data:`FURNITURE_MAX_CHARS` and does not end like a sentence, or when it is
+    only a page number.
     """
     split = [[ln.strip() for ln in p.translate(_LIGATURES).replace("\r\n", "\n").replace("\r", "\n").split("\n")]
              for p in pages]
@@ -120,7 +125,8 @@ def strip_page_furniture(pages: list[str]) -> list[str]:
         kept = []
         for i, ln in enumerate(body):
             edge = i < EDGE_LINES or i >= n - EDGE_LINES
-            if edge and (_PAGE_NUMBER.match(ln) or (counts.get(_furniture_key(ln), 0) >= 3 and len(ln) < 120
+            if edge and (_PAGE_NUMBER.match(ln) or (counts.get(_furniture_key(ln), 0) >= FURNITURE_PAGES
+                                                    and len(ln) < FURNITURE_MAX_CHARS
                                                     and not re.search(r"[.!?,;]$", ln))):
                 continue
             if _LEADERS.search(ln):

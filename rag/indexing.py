@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from rag.chunking import chunk_document
 from rag.embeddings import Embedder
 from rag.errors import IndexMismatchError, IndexNotFoundError, LoaderError, RagError
-from rag.loaders import CATALOG_NAME, content_hash, is_supported, load_document, read_catalog
+from rag.loaders import CATALOG_NAME, content_hash, is_supported, load_document, read_catalog, split_suffix
 from rag.store import (DEFAULT_COLLECTION, FORMAT_VERSION, STORE_FILE, IndexStore, SentenceVectors, Store,
                        StoreTarget, load_store, recorded_target, sentence_texts, write_target)
 from rag.types import Chunk
@@ -116,7 +116,7 @@ def list_files(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
             path = Path(root) / name
             rel = path.relative_to(folder).as_posix()
             if not is_supported(path):
-                skipped[rel] = f"unsupported file type '{path.suffix or '(none)'}'"
+                skipped[rel] = f"unsupported file type '{split_suffix(name)[1] or '(none)'}'"
             elif path.is_symlink() and not path.exists():
                 skipped[rel] = "broken symbolic link"
             elif not path.is_file():

@@ -1,18 +1,21 @@
 """Read files into :class:`~rag.types.Document` objects.
 
-Supported: ``.txt``, ``.md``/``.markdown``, ``.html``/``.htm``, ``.pdf``, ``.docx``.
-Each loader returns the cleaned text and its page spans; titles come from the
+Supported: ``.txt``, ``.md``/``.markdown``, ``.html``/``.htm``, ``.pdf``, ``.docx``, and any
+of them gzip-compressed (``manual.pdf.gz``, as Debian installs many documents under
+``/usr/share/doc``).  Each loader returns the cleaned text and its page spans; titles come from the
 folder's ``catalog.json`` when it names the file, else from the file itself.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import logging
 import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,11 +172,47 @@ LOADERS: dict[str, Callable[[Path, bytes], tuple[RawPages, str | None]]] = {
 }
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(sorted(LOADERS))
+#: A supported file compressed with gzip ("manual.pdf.gz") is read as the file inside.
+GZIP = ".gz"
+#: What a gzip-compressed document may unpack to: twice the default upload limit, so a small
+#: file that unpacks to gigabytes stops with a clear error instead of filling memory.
+MAX_UNPACKED_BYTES = 200 * 1000 * 1000
+
+
+def split_suffix(name: str) -> tuple[str, str]:
+    """``name`` as (stem, suffix), the suffix saying how it is read: ("manual", ".pdf.gz") for
+    "manual.pdf.gz", ("notes", ".txt") for "notes.txt"."""
+    p = Path(name)
+    if p.suffix.lower() == GZIP and Path(p.stem).suffix:
+        inner = Path(p.stem)
+        return inner.stem, inner.suffix + p.suffix
+    return p.stem, p.suffix
+
+
+def reading_suffix(path: Path) -> str:
+    """The suffix of the document's format: ".pdf" for "manual.pdf" and for "manual.pdf.gz"."""
+    suffix = split_suffix(path.name)[1].lower()
+    return suffix[: -len(GZIP)] if suffix.endswith(GZIP) and suffix != GZIP else suffix
 
 
 def is_supported(path: Path) -> bool:
-    """Whether ``path`` has an extension rag can read."""
-    return path.suffix.lower() in LOADERS
+    """Whether ``path`` has an extension rag can read (gzip-compressed or not)."""
+    return reading_suffix(path) in LOADERS
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as packed:
+            while part := packed.read(1 << 20):  # to the end: a truncated stream fails there
+                size += len(part)
+                if size > MAX_UNPACKED_BYTES:
+                    raise LoaderError(path, f"unpacks to more than {MAX_UNPACKED_BYTES / 1e6:.0f} MB")
+                parts.append(part)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise LoaderError(path, f"is not a readable gzip file ({exc})") from None
+    return b"".join(parts)
 
 
 def read_catalog(folder: Path) -> dict[str, dict[str, str]]:
@@ -205,16 +244,21 @@ def load_document(
     Raises :class:`UnsupportedFormatError` or :class:`LoaderError` naming the file.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = reading_suffix(path)
     if suffix not in LOADERS:
+        shown = split_suffix(path.name)[1].lower()
         raise UnsupportedFormatError(
-            path, f"unsupported file type '{suffix or '(none)'}'; supported: {', '.join(SUPPORTED_SUFFIXES)}"
+            path, f"unsupported file type '{shown or '(none)'}'; supported: {', '.join(SUPPORTED_SUFFIXES)} "
+                  f"(and each compressed, as {GZIP})"
         )
     if data is None:
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise LoaderError(path, f"cannot be read ({exc.strerror or exc})") from None
+    file_bytes = data  # the file's own bytes: what its content hash (and so the index) tracks
+    if path.name.lower().endswith(GZIP):
+        data = _gunzip(path, data)
     if not data.strip():
         raise LoaderError(path, "is empty; add text to it or remove it from the folder")
     raw_pages, file_title = LOADERS[suffix](path, data)
@@ -249,7 +293,7 @@ def load_document(
     ]
     spans[0] = PageSpan(spans[0].page, 0, spans[0].end)
 
-    digest = content_hash(data)
+    digest = content_hash(file_bytes)
     name = source or path.name
     if catalog is None:
         catalog = read_catalog(path.parent)
@@ -271,4 +315,4 @@ def _page_separator(previous: str, following: str) -> str:
 
 
 def _title_from_name(path: Path) -> str:
-    return re.sub(r"[-_]+", " ", path.stem).strip().capitalize() or path.name
+    return re.sub(r"[-_]+", " ", split_suffix(path.name)[0]).strip().capitalize() or path.name

@@ -25,7 +25,7 @@ from rag import render
 from rag.assistant import Assistant
 from rag.conversation import Conversation
 from rag.errors import LoaderError, QuestionError, RagError
-from rag.loaders import SUPPORTED_SUFFIXES
+from rag.loaders import GZIP, SUPPORTED_SUFFIXES
 from rag.types import Answer
 
 log = logging.getLogger(__name__)
@@ -395,8 +395,8 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             with gr.Tab("Documents", id="documents") as documents_tab:
                 documents = gr.HTML(list_documents(), elem_id="rag-documents")
                 upload = gr.File(
-                    file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), type="filepath",
-                    label=f"Add documents ({', '.join(SUPPORTED_SUFFIXES)})", elem_id="rag-upload", height=140,
+                    file_count="multiple", file_types=[*SUPPORTED_SUFFIXES, GZIP], type="filepath",
+                    label=f"Add documents ({', '.join(SUPPORTED_SUFFIXES)}; also {GZIP})", elem_id="rag-upload", height=140,
                 )
                 status = gr.HTML("", elem_id="rag-upload-status")
             with gr.Tab("Document", id="document"):

@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 
 from rag.errors import LoaderError
-from rag.loaders import SUPPORTED_SUFFIXES, load_document
+from rag.loaders import GZIP, SUPPORTED_SUFFIXES, is_supported, load_document, split_suffix
 
 MAX_NAME = 120
 #: Largest file accepted by default (bytes); ``Settings.max_upload_mb`` overrides it.
@@ -32,13 +32,10 @@ def safe_name(name: str) -> str:
     name = re.sub(r"\s+", " ", name)
     if not name or set(name) <= {"_", " ", "."}:
         raise ValueError("the file name is empty after removing unsafe characters; rename the file")
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        stem, suffix = name, ""
-    suffix = suffix[:10]
-    keep = MAX_NAME - (len(suffix) + 1 if suffix else 0)
-    stem = stem[:keep].rstrip(" .") or "document"
-    return f"{stem}.{suffix}" if suffix else stem
+    stem, suffix = split_suffix(name)  # "manual.pdf.gz" keeps ".pdf.gz" whole
+    suffix = suffix[:11]
+    stem = stem[:MAX_NAME - len(suffix)].rstrip(" .") or "document"
+    return stem + suffix
 
 
 def add_to_corpus(source: str | Path, corpus_dir: str | Path, name: str | None = None,
@@ -53,8 +50,9 @@ def add_to_corpus(source: str | Path, corpus_dir: str | Path, name: str | None =
     source = Path(source)
     corpus = Path(corpus_dir).resolve()
     target_name = safe_name(name or source.name)
-    if Path(target_name).suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise LoaderError(target_name, f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if not is_supported(Path(target_name)):
+        raise LoaderError(target_name, f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)} "
+                                       f"(and each compressed, as {GZIP})")
     size = source.stat().st_size
     if size > max_bytes:
         raise LoaderError(target_name, f"the file is {size / 1e6:.1f} MB; the upload limit is "
@@ -79,7 +77,7 @@ def add_to_corpus(source: str | Path, corpus_dir: str | Path, name: str | None =
         target = corpus / target_name
         n = 1
         while target.exists() or target.is_symlink():
-            stem, suffix = Path(target_name).stem, Path(target_name).suffix
+            stem, suffix = split_suffix(target_name)
             target = corpus / f"{stem} ({n}){suffix}"
             n += 1
         if target.resolve().parent != corpus:  # defence in depth: never outside the corpus

@@ -311,6 +311,27 @@ def test_incremental_update_embeds_only_changed_and_added(tmp_path: Path, embedd
     assert _snapshot(index_dir) == before
 
 
+def test_compressed_documents_are_indexed_searched_and_tracked(tmp_path: Path, embedder) -> None:
+    """A folder as Debian leaves /usr/share/doc: "notes.txt.gz" is indexed and found like
+    "notes.txt"; unchanged, it is not re-read; a compressed file of an unknown kind is skipped."""
+    import gzip
+
+    folder, index_dir = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+    topic = "Arctic sovereignty patrols use Twin Otter aircraft."
+    (folder / "patrols.txt.gz").write_bytes(gzip.compress(_prose(31, topic=topic).encode("utf-8")))
+    (folder / "plain.txt").write_text(_prose(32), encoding="utf-8")
+    (folder / "page.5.gz").write_bytes(gzip.compress(b".TH PAGE 5"))
+    first = index_folder(folder, index_dir, embedder, chunk_size=300, chunk_overlap=50, show_progress=False)
+    assert sorted(first.added) == ["patrols.txt.gz", "plain.txt"]
+    assert first.skipped == {"page.5.gz": "unsupported file type '.5.gz'"}
+    store = IndexStore.load(index_dir, model_id=embedder.model_id, dim=embedder.dim)
+    best = Retriever(store, embedder).search("Which aircraft do Arctic patrols use?", 1)[0]
+    assert best.chunk.source == "patrols.txt.gz" and "Twin Otter" in best.chunk.text
+    again = index_folder(folder, index_dir, embedder, chunk_size=300, chunk_overlap=50, show_progress=False)
+    assert sorted(again.unchanged) == ["patrols.txt.gz", "plain.txt"] and again.added == []
+
+
 def test_changed_chunking_rechunks_everything(tmp_path: Path, embedder) -> None:
     folder, index_dir = tmp_path / "docs", tmp_path / "index"
     folder.mkdir()

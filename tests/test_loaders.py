@@ -308,3 +308,66 @@ def test_manual_page_line_break_hyphens_are_resolved_by_the_documents_spelling(t
     assert "\u2010" not in text
     assert "daemon of the general form." in text   # the typesetter's hyphen: joined
     assert "may name a non-empty list" in text     # the document writes it hyphenated: kept
+
+
+# -- gzip-compressed documents --------------------------------------------------
+
+
+def test_a_compressed_document_reads_as_the_document_inside(tmp_path: Path, seeds_dir: Path) -> None:
+    """"manual.pdf.gz", as Debian installs many documents: the same text, pages and title as
+    the file inside, its content hash that of the file on disk (what the index tracks)."""
+    import gzip
+
+    from rag.loaders import content_hash, is_supported
+
+    pdf = tmp_path / "manual.pdf"
+    _make_pdf(pdf, ["The depot holds forty-two spare rotor blades.", "Crews train in Esquimalt harbour.",
+                    "Patrols use Twin Otter aircraft in the Arctic."])
+    packed = tmp_path / "manual.pdf.gz"
+    packed.write_bytes(gzip.compress(pdf.read_bytes()))
+    plain, inside = load_document(pdf), load_document(packed)
+    assert inside.text == plain.text and inside.pages == plain.pages and inside.title == plain.title
+    assert len(inside.pages) == 3
+    assert inside.content_hash == content_hash(packed.read_bytes()) != plain.content_hash
+    text = tmp_path / "notes.TXT.GZ"
+    text.write_bytes(gzip.compress((seeds_dir / CDAI).read_bytes()))
+    assert load_document(text).text == load_document(seeds_dir / CDAI).text
+    assert is_supported(packed) and is_supported(text) and not is_supported(tmp_path / "page.5.gz")
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("truncated.pdf.gz", lambda: __import__("gzip").compress(b"%PDF-1.4\n" + bytes(range(256)) * 64
+                                                           + __import__("os").urandom(20000))[:8000], "gzip"),
+    ("not-gzip.txt.gz", lambda: b"plain text that was never compressed", "gzip"),
+    ("empty-inside.txt.gz", lambda: __import__("gzip").compress(b"   \n"), "empty"),
+])
+def test_a_bad_compressed_document_is_a_loader_error_naming_it(tmp_path: Path, name: str, content, reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content())
+    with pytest.raises(LoaderError) as err:
+        load_document(path)
+    assert name in str(err.value) and reason in str(err.value)
+
+
+def test_a_compressed_document_that_unpacks_too_far_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    import rag.loaders as loaders
+
+    path = tmp_path / "bomb.txt.gz"
+    path.write_bytes(gzip.compress(b"The depot holds spare rotor blades. " * 40000))  # 1.4 MB from 5 kB
+    assert len(path.read_bytes()) < 10_000
+    monkeypatch.setattr(loaders, "MAX_UNPACKED_BYTES", 1_000_000)
+    with pytest.raises(LoaderError, match="unpacks to more than 1 MB"):
+        load_document(path)
+    monkeypatch.setattr(loaders, "MAX_UNPACKED_BYTES", 2_000_000)
+    assert "rotor blades" in load_document(path).text
+
+
+def test_a_compressed_file_of_an_unsupported_kind_names_its_kind(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "ssh_config.5.gz"
+    path.write_bytes(gzip.compress(b".TH SSH_CONFIG 5\n.SH NAME\nssh_config"))
+    with pytest.raises(UnsupportedFormatError, match=r"'\.5\.gz'.*compressed"):
+        load_document(path)

@@ -116,3 +116,18 @@ def test_safe_name_never_yields_a_path(name: str) -> None:
     assert out not in (".", "..") and not out.startswith(".")
     assert len(out) <= MAX_NAME
     assert Path(out).name == out
+
+
+def test_a_compressed_upload_keeps_its_double_suffix(tmp_path: Path) -> None:
+    import gzip
+
+    corpus = tmp_path / "corpus"
+    src = tmp_path / "upload.bin"
+    src.write_bytes(gzip.compress(b"# Notes\n\nThe depot holds forty-two spare rotor blades for the fleet.\n"))
+    first = add_to_corpus(src, corpus, name="notes.md.gz")
+    second = add_to_corpus(src, corpus, name="notes.md.gz")
+    assert (first.name, second.name) == ("notes.md.gz", "notes (1).md.gz")
+    assert safe_name("x" * 500 + ".pdf.gz").endswith(".pdf.gz")
+    with pytest.raises(LoaderError, match="unsupported file type"):
+        add_to_corpus(src, corpus, name="ssh_config.5.gz")
+    assert sorted(p.name for p in corpus.iterdir()) == ["notes (1).md.gz", "notes.md.gz"]
