@@ -13,6 +13,9 @@ from rag.sentences import paragraph_spans, sentence_spans
 from rag.types import Chunk, Document
 
 #: A one-line paragraph of at most this many words, not ending like a sentence, is a heading.
+#: Measured on all 476 tune questions (``python benchmarks/text_rules.py``): 6, 12 and 20 give
+#: recall@5 0.960, 0.961, 0.958, citation precision 0.738, 0.732, 0.729, recall 0.713, 0.716,
+#: 0.716 and unanswerable declined 0.753, 0.747, 0.740: flat, within a question or two.
 HEADING_MAX_WORDS = 12
 
 
