@@ -12,6 +12,7 @@ already holds keeps its vector, so only text that is really new is embedded.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import logging
 import os
@@ -40,11 +41,25 @@ log = logging.getLogger(__name__)
 TEXT_PIPELINE = ("loaders", "cleaning", "sentences", "chunking")
 
 
+def code_fingerprint(source: str) -> str:
+    """What a module's source does, without its comments, docstrings and layout: a change
+    that only documents the code leaves it unchanged (and so leaves indexes current)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
 def text_pipeline_id() -> str:
     """A fingerprint of the code that reads documents and cuts them into chunks."""
     digest = hashlib.sha256()
     for name in TEXT_PIPELINE:
-        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+        source = (Path(__file__).parent / f"{name}.py").read_text(encoding="utf-8")
+        digest.update(code_fingerprint(source).encode("utf-8"))
     return digest.hexdigest()[:16]
 
 

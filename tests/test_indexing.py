@@ -311,6 +311,23 @@ def test_incremental_update_embeds_only_changed_and_added(tmp_path: Path, embedd
     assert _snapshot(index_dir) == before
 
 
+def test_the_text_pipeline_fingerprint_follows_code_not_comments() -> None:
+    """Documenting the text pipeline leaves indexes current; changing what it does re-cuts them."""
+    import rag.cleaning
+    from rag.indexing import code_fingerprint
+
+    plain = "X = 3\n\n\ndef f(a):\n    return a + X\n"
+    documented = ('"""A module."""\n# a note\nX = 3  #: three\n\n\ndef f(a):\n    """Add X."""\n'
+                  "    # why\n    return a + X  # the sum\n")
+    assert code_fingerprint(documented) == code_fingerprint(plain)
+    assert code_fingerprint(plain.replace("X = 3", "X = 4")) != code_fingerprint(plain)
+    assert code_fingerprint(plain.replace("a + X", "X + a")) != code_fingerprint(plain)
+    source = Path(rag.cleaning.__file__).read_text(encoding="utf-8")
+    commented = source.replace("\nEDGE_LINES = 3\n", "\n# one more word about it\nEDGE_LINES = 3  # lines\n")
+    assert commented != source and code_fingerprint(commented) == code_fingerprint(source)
+    assert code_fingerprint(source.replace("\nEDGE_LINES = 3\n", "\nEDGE_LINES = 2\n")) != code_fingerprint(source)
+
+
 def test_compressed_documents_are_indexed_searched_and_tracked(tmp_path: Path, embedder) -> None:
     """A folder as Debian leaves /usr/share/doc: "notes.txt.gz" is indexed and found like
     "notes.txt"; unchanged, it is not re-read; a compressed file of an unknown kind is skipped."""
