@@ -61,3 +61,23 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)) for r in rows]
     return "\n".join(lines)
+
+
+#: The collection measures the benchmarks over re-read documents report.
+COLLECTION_KEYS = ("questions", "recall@5", "citation_precision", "citation_recall", "abstention_rate",
+                   "false_abstention_rate", "page_accuracy")
+
+
+def collection_figures(split: str, corpora: list[str], cache_dir: Path | None) -> dict[str, Any]:
+    """``split``'s questions of ``corpora`` answered over indexes kept in ``cache_dir`` (None: where
+    ``rag eval`` keeps them): :data:`COLLECTION_KEYS`, and how many questions' evidence did not
+    verify against the text (those are not scored); when most does not, a note instead."""
+    from rag.collection import evaluate_collection
+    from rag.evaluation import DatasetError
+
+    try:
+        summary = evaluate_collection(split, corpora=corpora, cache_dir=cache_dir)
+    except DatasetError as exc:  # most evidence does not verify against this text
+        return {"note": str(exc)[:120]}
+    m = summary["configs"]["all"]["overall"]
+    return {**{k: m[k] for k in COLLECTION_KEYS}, "unverifiable_evidence": len(summary["dataset_errors"])}

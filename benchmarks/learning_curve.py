@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,7 +32,7 @@ from common import table, write  # noqa: E402
 
 from rag import train as T  # noqa: E402
 from rag.abstention import QUESTION_FEATURES, AnswerabilityModel  # noqa: E402
-from rag.evidence import FEATURES  # noqa: E402
+from rag.evidence import FEATURES, score_candidates  # noqa: E402
 from rag.learned import LogisticModel  # noqa: E402
 
 SHARES = (0.33, 0.5, 0.75, 1.0)
@@ -41,13 +40,10 @@ DRAWS = 3
 
 
 def fitted(train: list[T.Example]) -> tuple[LogisticModel, AnswerabilityModel]:
-    """Both models and the decision's thresholds, fitted on ``train`` as :func:`rag.train.fit` does."""
-    o = T.out_of_fold(train)
-    evidence = T._fit(o.x, o.y, o.evidence_c, FEATURES)
-    answerable = T._fit(o.qx, o.qy, o.answerable_c, QUESTION_FEATURES)
-    t_answer, t_typed, t_top = T.choose_thresholds(o)
-    answerable = replace(answerable, thresholds={"answer": t_answer, "answer_typed": t_typed, "typed_top": t_top})
-    return evidence, AnswerabilityModel(answerable)
+    """Both models and the decision's thresholds, fitted on ``train`` by :func:`rag.train.fit`."""
+    model = T.fit(train)
+    return (LogisticModel.from_dict(model["evidence"], FEATURES),
+            AnswerabilityModel(LogisticModel.from_dict(model["answerable"], QUESTION_FEATURES)))
 
 
 def held_out(examples: list[T.Example], share: float, seed: int) -> dict[str, float]:
@@ -64,8 +60,7 @@ def held_out(examples: list[T.Example], share: float, seed: int) -> dict[str, fl
         keep = set(others[:max(2, round(share * len(others)))])
         evidence, decision = fitted([e for e in examples if e.group in keep])
         for e in (e for e in examples if fold_of[e.group] == fold):
-            p = evidence.proba(np.array([c.features for c in e.candidates])) if e.candidates else []
-            scored = sorted((replace(c, score=float(s)) for c, s in zip(e.candidates, p)), key=lambda c: -c.score)
+            scored = score_candidates(evidence, e.candidates)
             answers = decision.decide(e.question, scored, e.in_corpus).answerable
             if e.answerable:
                 answered.append(answers)

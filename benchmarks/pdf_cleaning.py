@@ -25,14 +25,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import table, write  # noqa: E402
+from common import COLLECTION_KEYS as KEYS  # noqa: E402
+from common import collection_figures, table, write  # noqa: E402
 
 import rag.loaders as loaders  # noqa: E402
-from rag.collection import evaluate_collection, load_collection  # noqa: E402
-from rag.evaluation import DatasetError  # noqa: E402
-
-KEYS = ("questions", "recall@5", "citation_precision", "citation_recall", "abstention_rate",
-        "false_abstention_rate", "page_accuracy")
+from rag.collection import load_collection  # noqa: E402
 
 
 def _pypdf_raw(path: Path, data: bytes) -> tuple[list[str], str | None]:
@@ -64,14 +61,8 @@ def main() -> int:
         loaders.LOADERS[".pdf"] = loader
         for corpus in pdf_corpora:
             with tempfile.TemporaryDirectory() as cache:
-                try:
-                    summary = evaluate_collection(args.split, corpora=[corpus], cache_dir=Path(cache))
-                except DatasetError as exc:  # most evidence does not verify against this text
-                    rows.append({"variant": name, "corpus": corpus, "note": str(exc)[:120]})
-                    continue
-            m = summary["configs"]["all"]["overall"]
-            rows.append({"variant": name, "corpus": corpus, **{k: m[k] for k in KEYS},
-                         "unverifiable_evidence": len(summary["dataset_errors"])})
+                rows.append({"variant": name, "corpus": corpus,
+                             **collection_figures(args.split, [corpus], Path(cache))})
     loaders.LOADERS[".pdf"] = SHIPPED
     print(table(rows, ["variant", "corpus", *KEYS, "unverifiable_evidence"]))
     path = write("pdf_cleaning", {"split": args.split, "corpora": pdf_corpora, "rows": rows})

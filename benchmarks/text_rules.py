@@ -34,15 +34,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import table, write  # noqa: E402
+from common import COLLECTION_KEYS as KEYS  # noqa: E402
+from common import collection_figures, table, write  # noqa: E402
 
 import rag.chunking as chunking  # noqa: E402
 import rag.cleaning as cleaning  # noqa: E402
-from rag.collection import evaluate_collection, load_collection  # noqa: E402
-from rag.evaluation import DatasetError  # noqa: E402
-
-KEYS = ("questions", "recall@5", "citation_precision", "citation_recall", "abstention_rate",
-        "false_abstention_rate", "page_accuracy")
+from rag.collection import load_collection  # noqa: E402
 
 #: rule -> (module, values tried besides the shipped one, corpora: "pdf" or "all")
 RULES: dict[str, tuple[Any, tuple[int, ...], str]] = {
@@ -51,18 +48,6 @@ RULES: dict[str, tuple[Any, tuple[int, ...], str]] = {
     "FURNITURE_MAX_CHARS": (cleaning, (60, 240), "pdf"),
     "HEADING_MAX_WORDS": (chunking, (6, 20), "all"),
 }
-
-
-def measure(corpora: list[str], fresh: bool = True) -> dict[str, Any]:
-    """The tune questions of ``corpora`` answered over freshly built indexes (``fresh``), or
-    over the collection's kept ones (built from the shipped rules, as ``rag eval`` keeps them)."""
-    with tempfile.TemporaryDirectory() as cache:
-        try:
-            summary = evaluate_collection("tune", corpora=corpora, cache_dir=Path(cache) if fresh else None)
-        except DatasetError as exc:  # most evidence does not verify against this text
-            return {"note": str(exc)[:160]}
-    m = summary["configs"]["all"]["overall"]
-    return {**{k: m[k] for k in KEYS}, "unverifiable_evidence": len(summary["dataset_errors"])}
 
 
 def main() -> int:
@@ -83,7 +68,9 @@ def main() -> int:
             setattr(module, rule, value)
             start = time.perf_counter()
             try:
-                result = measure(corpora, fresh=value != shipped)
+                # The shipped value's indexes are the ones `rag eval` keeps; the others are built afresh.
+                with tempfile.TemporaryDirectory() as cache:
+                    result = collection_figures("tune", corpora, Path(cache) if value != shipped else None)
             finally:
                 setattr(module, rule, shipped)
             rows.append({"rule": rule, "value": value, "shipped": value == shipped, "corpora": scope,

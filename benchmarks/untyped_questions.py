@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from common import ROOT, table, write  # noqa: E402
 from rag import train as T  # noqa: E402
 from rag.abstention import QUESTION_FEATURES, AnswerabilityModel  # noqa: E402
 from rag.collection import COLLECTION, load_collection  # noqa: E402
-from rag.evidence import FEATURES  # noqa: E402
+from rag.evidence import FEATURES, score_candidates  # noqa: E402
 from rag.learned import LogisticModel  # noqa: E402
 
 EXTRA = ROOT / "eval" / "qa" / "untyped"
@@ -69,9 +68,9 @@ def fit(collection: Path) -> tuple[dict[str, Any], dict[str, float]]:
     """The model file's content fitted on ``collection``'s tune split, and its nested tune rates."""
     alpha, _ = T.choose_alpha("tune", collection)
     examples = T.collect("tune", collection, progress=False, alpha=alpha)
-    model = T.fit(examples)
-    model["retrieval"] = {"alpha": alpha}
     o = T.out_of_fold(examples)
+    model = T.fit(examples, o)
+    model["retrieval"] = {"alpha": alpha}
     held = T.held_out_decisions(o)
     near = (o.qy == 0) & ~o.off
     rates = {"tune_questions": len(examples), "tune_answered": float(held[o.qy == 1].mean()),
@@ -87,8 +86,7 @@ def on_test(model: dict[str, Any]) -> dict[str, float]:
     examples = T.collect("test", progress=False, alpha=model["retrieval"]["alpha"], off_topic=0)
     y, p, answered, top1 = [], [], [], []
     for e in examples:
-        probs = evidence.proba(np.array([c.features for c in e.candidates])) if e.candidates else []
-        scored = sorted((replace(c, score=float(s)) for c, s in zip(e.candidates, probs)), key=lambda c: -c.score)
+        scored = score_candidates(evidence, e.candidates)
         d = decision.decide(e.question, scored, e.in_corpus)
         y.append(int(e.answerable))
         p.append(d.signals.get("p_answerable", 0.0))

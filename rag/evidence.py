@@ -157,14 +157,7 @@ class EvidenceRanker:
 
     def rank(self, question: str, hits: list[Hit]) -> list[Candidate]:
         """Every usable sentence of ``hits``, best first (duplicates from overlaps removed)."""
-        out = self.featurise(question, hits)
-        if not out:
-            return out
-        probs = self.model.proba(np.array([c.features for c in out]))
-        out = [Candidate(c.hit_index, c.start, c.end, c.text, c.similarity, c.coverage, c.typed, float(p),
-                         c.features) for c, p in zip(out, probs)]
-        out.sort(key=lambda c: (-c.score, c.hit_index, c.start))
-        return out
+        return score_candidates(self.model, self.featurise(question, hits))
 
     def featurise(self, question: str, hits: list[Hit]) -> list[Candidate]:
         """Every usable sentence of ``hits`` with its :data:`FEATURES` (score 0, unranked)."""
@@ -242,6 +235,17 @@ class EvidenceRanker:
             out.append(Candidate(i, start, end, sentence, float(sim), near_cov, typed, 0.0,
                                  tuple(float(f[name]) for name in FEATURES)))
         return out
+
+
+def score_candidates(model: LogisticModel, candidates: list[Candidate]) -> list[Candidate]:
+    """``candidates`` scored by the evidence ``model``, best first (ties in passage order)."""
+    if not candidates:
+        return []
+    probs = model.proba(np.array([c.features for c in candidates]))
+    out = [Candidate(c.hit_index, c.start, c.end, c.text, c.similarity, c.coverage, c.typed, float(p),
+                     c.features) for c, p in zip(candidates, probs)]
+    out.sort(key=lambda c: (-c.score, c.hit_index, c.start))
+    return out
 
 
 def _value_near_term(sentence: str, kind: str, terms: list[str], asked: set[str]) -> float:

@@ -354,9 +354,10 @@ def choose_quoting(examples: list[Example], scored: list[list[Candidate]],
     return max(grid, key=lambda qr: quote_f1(examples, scored, *qr, most))
 
 
-def fit(examples: list[Example]) -> dict[str, Any]:
-    """Fit both models and their thresholds; the model file's content."""
-    o = out_of_fold(examples)
+def fit(examples: list[Example], o: OutOfFold | None = None) -> dict[str, Any]:
+    """Fit both models and their thresholds; the model file's content.  ``o``: the examples'
+    :func:`out_of_fold` predictions, when the caller has them already."""
+    o = out_of_fold(examples) if o is None else o
     rows, x, y, qx, qy, scored = o.rows, o.x, o.y, o.qx, o.qy, o.scored
     c_ev, oof, c_q, q_oof = o.evidence_c, o.evidence_oof, o.answerable_c, o.q_oof
     evidence = _fit(x, y, c_ev, FEATURES)
