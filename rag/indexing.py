@@ -13,6 +13,7 @@ already holds keeps its vector, so only text that is really new is embedded.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import logging
 import os
@@ -54,8 +55,10 @@ def code_fingerprint(source: str) -> str:
     return ast.dump(tree, annotate_fields=False)
 
 
+@functools.cache
 def text_pipeline_id() -> str:
-    """A fingerprint of the code that reads documents and cuts them into chunks."""
+    """A fingerprint of the code that reads documents and cuts them into chunks (read once: the
+    code a process runs is the code it imported)."""
     digest = hashlib.sha256()
     for name in TEXT_PIPELINE:
         source = (Path(__file__).parent / f"{name}.py").read_text(encoding="utf-8")

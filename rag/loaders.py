@@ -174,6 +174,8 @@ LOADERS: dict[str, Callable[[Path, bytes], tuple[RawPages, str | None]]] = {
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(sorted(LOADERS))
 #: A supported file compressed with gzip ("manual.pdf.gz") is read as the file inside.
 GZIP = ".gz"
+#: The supported kinds, as error messages list them.
+SUPPORTED_TEXT = f"{', '.join(SUPPORTED_SUFFIXES)} (and each compressed, as {GZIP})"
 #: What a gzip-compressed document may unpack to: twice the default upload limit, so a small
 #: file that unpacks to gigabytes stops with a clear error instead of filling memory.
 MAX_UNPACKED_BYTES = 200 * 1000 * 1000
@@ -248,8 +250,7 @@ def load_document(
     if suffix not in LOADERS:
         shown = split_suffix(path.name)[1].lower()
         raise UnsupportedFormatError(
-            path, f"unsupported file type '{shown or '(none)'}'; supported: {', '.join(SUPPORTED_SUFFIXES)} "
-                  f"(and each compressed, as {GZIP})"
+            path, f"unsupported file type '{shown or '(none)'}'; supported: {SUPPORTED_TEXT}"
         )
     if data is None:
         try:

@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 
 from rag.errors import LoaderError
-from rag.loaders import GZIP, SUPPORTED_SUFFIXES, is_supported, load_document, split_suffix
+from rag.loaders import SUPPORTED_TEXT, is_supported, load_document, split_suffix
 
 MAX_NAME = 120
 #: Largest file accepted by default (bytes); ``Settings.max_upload_mb`` overrides it.
@@ -51,8 +51,7 @@ def add_to_corpus(source: str | Path, corpus_dir: str | Path, name: str | None =
     corpus = Path(corpus_dir).resolve()
     target_name = safe_name(name or source.name)
     if not is_supported(Path(target_name)):
-        raise LoaderError(target_name, f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)} "
-                                       f"(and each compressed, as {GZIP})")
+        raise LoaderError(target_name, f"unsupported file type; supported: {SUPPORTED_TEXT}")
     size = source.stat().st_size
     if size > max_bytes:
         raise LoaderError(target_name, f"the file is {size / 1e6:.1f} MB; the upload limit is "
